@@ -1,0 +1,88 @@
+"""The exceptions of scgi_twisted: one small, two-sided hierarchy.
+
+:class:`RemoteProtocolError` means the peer (the frontend) sent bytes that break the
+SCGI protocol; it carries the HTTP status to answer with.  :class:`LocalProtocolError`
+means our own code misused the parser.  Leaf classes exist only where a caller acts
+differently on them.  No module here imports Twisted.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BodyTooLargeError",
+    "HeaderTooLargeError",
+    "LocalProtocolError",
+    "PrematureEOFError",
+    "RemoteProtocolError",
+    "SCGIError",
+]
+
+
+class SCGIError(Exception):
+    """The base of every error raised by scgi_twisted."""
+
+
+class RemoteProtocolError(SCGIError, ValueError):
+    """The peer sent something that is not a valid SCGI request.
+
+    :ivar status_hint: the HTTP status code a server should answer with, when it can
+        still answer at all.
+    """
+
+    status_hint: int = 400
+
+    def __init__(self, message: str, *, status_hint: int | None = None) -> None:
+        """Create the error.
+
+        :param message: a short, precise description of what was wrong.
+        :param status_hint: the status to answer with; the class default if omitted.
+        """
+        super().__init__(message)
+        if status_hint is not None:
+            self.status_hint = status_hint
+
+
+class HeaderTooLargeError(RemoteProtocolError):
+    """The header block, or the number of variables in it, is over a limit."""
+
+    status_hint = 431
+
+
+class BodyTooLargeError(RemoteProtocolError):
+    """The declared ``CONTENT_LENGTH`` is over the body limit.
+
+    :ivar content_length: the declared length, or ``None`` when it is too large to be
+        represented at all.
+    """
+
+    status_hint = 413
+
+    def __init__(self, message: str, *, content_length: int | None = None) -> None:
+        """Create the error.
+
+        :param message: a short, precise description of what was wrong.
+        :param content_length: the declared body length, when it is known.
+        """
+        super().__init__(message)
+        self.content_length = content_length
+
+
+class PrematureEOFError(RemoteProtocolError):
+    """The connection ended before the request was complete.
+
+    :ivar bytes_received: how many bytes had arrived before the end; ``0`` means the
+        peer connected and closed without sending anything.
+    """
+
+    def __init__(self, message: str, *, bytes_received: int) -> None:
+        """Create the error.
+
+        :param message: which part of the request was cut off.
+        :param bytes_received: how many bytes had arrived.
+        """
+        super().__init__(message)
+        self.bytes_received = bytes_received
+
+
+class LocalProtocolError(SCGIError, RuntimeError):
+    """Our own code used the parser or the encoder in a way it does not allow."""

@@ -1,0 +1,435 @@
+"""A sans-I/O SCGI request parser and CGI response-head encoder.
+
+Strategy: :meth:`SCGIParser.receive_data` only stores bytes (``b""`` means EOF) and
+:meth:`SCGIParser.next_event` does all the parsing, one event per call, returning
+``None`` when it needs more bytes.  Protocol errors are raised from ``next_event`` and
+are sticky: once the parser has failed, every later call raises the same error.
+
+The request is ``netstring(headers) body``.  The length prefix is checked on bytes as it
+arrives (digits only, no leading zero, no more digits than the header limit allows), so a
+hostile prefix is refused before anything is buffered.  The header block is split once,
+when it is complete, and checked against the specification: NUL-terminated, an even
+number of strings, non-empty names, ``CONTENT_LENGTH`` first and made of ASCII digits,
+``SCGI`` equal to ``1``.  Body bytes are handed on as they come and never past
+``CONTENT_LENGTH``; bytes after the body are counted and dropped.
+
+This module imports nothing from Twisted.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from ._errors import (
+    BodyTooLargeError,
+    HeaderTooLargeError,
+    LocalProtocolError,
+    PrematureEOFError,
+    RemoteProtocolError,
+)
+
+__all__ = [
+    "DEFAULT_MAX_HEADER_SIZE",
+    "DEFAULT_MAX_VARIABLES",
+    "MAX_CONTENT_LENGTH",
+    "BodyReceived",
+    "Event",
+    "HeadersReceived",
+    "RequestEnded",
+    "SCGIParser",
+    "State",
+    "encode_response_head",
+]
+
+DEFAULT_MAX_HEADER_SIZE = 64 * 1024
+"""The default limit on the header block (the netstring's length), in bytes."""
+
+DEFAULT_MAX_VARIABLES = 500
+"""The default limit on the number of name/value pairs in the header block."""
+
+MAX_CONTENT_LENGTH = 2**63 - 1
+"""The largest ``CONTENT_LENGTH`` any real body can have; larger values are refused."""
+
+_DIGITS = frozenset(b"0123456789")
+_COLON = ord(":")
+_COMMA = ord(",")
+_ZERO = ord("0")
+
+
+class State(enum.Enum):
+    """Where the parser is in the request."""
+
+    LENGTH = "length"
+    """Reading the netstring's length prefix, up to its ``:``."""
+
+    HEADERS = "headers"
+    """Reading the header block and the ``,`` that ends it."""
+
+    BODY = "body"
+    """Handing on ``CONTENT_LENGTH`` bytes of body."""
+
+    DONE = "done"
+    """The request is complete; later bytes are counted and dropped."""
+
+    ERROR = "error"
+    """The peer broke the protocol; every later call raises the same error."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeadersReceived:
+    """The header block is complete and valid.
+
+    :ivar environ: the variables by name.  Names are decoded as Latin-1; values are the
+        bytes as sent.  Repeated ``HTTP_*`` names are merged (``, ``, or ``; `` for
+        ``HTTP_COOKIE``) unless the parser is strict.
+    :ivar raw: every name/value pair exactly as it arrived, in order, duplicates kept.
+    :ivar content_length: the declared body length.
+    """
+
+    environ: dict[str, bytes]
+    raw: tuple[tuple[bytes, bytes], ...]
+    content_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class BodyReceived:
+    """A piece of the request body.
+
+    :ivar data: the bytes, never empty, never past ``CONTENT_LENGTH``.
+    """
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEnded:
+    """The whole body has arrived: the request is complete."""
+
+
+Event = HeadersReceived | BodyReceived | RequestEnded
+
+
+class SCGIParser:
+    """An incremental parser for one SCGI request.
+
+    :param max_header_size: the largest header block accepted, in bytes; a longer
+        declared length is refused (431) as soon as its digits are read.
+    :param max_variables: the largest number of name/value pairs accepted (431).
+    :param max_body_size: the largest ``CONTENT_LENGTH`` accepted (413), or ``None``
+        for no limit other than :data:`MAX_CONTENT_LENGTH`.
+    :param merge_duplicates: if true (the default), merge repeated ``HTTP_*`` names as
+        HTTP merges repeated header lines; nginx 1.22 sends them.  If false, any
+        repeated name is an error, as the specification says.  A repeated name that is
+        not ``HTTP_*`` is always an error.
+
+    :ivar bytes_received: how many bytes were given to :meth:`receive_data`.
+    :ivar trailing_bytes: how many bytes arrived after the body and were dropped.
+    """
+
+    ERR_EMPTY_LENGTH = "the netstring length is empty"
+    ERR_LENGTH_NOT_DIGITS = "the netstring length is not ASCII digits"
+    ERR_LENGTH_LEADING_ZERO = "the netstring length has a leading zero"
+    ERR_LENGTH_TOO_LARGE = "the header block is longer than {limit} bytes"
+    ERR_BAD_TERMINATOR = "the header block is not followed by ','"
+    ERR_NOT_NUL_TERMINATED = "the header block does not end with NUL"
+    ERR_ODD_STRINGS = "the header block holds an odd number of strings"
+    ERR_TOO_MANY_VARIABLES = "the header block holds more than {limit} variables"
+    ERR_EMPTY_NAME = "a variable has an empty name"
+    ERR_NO_CONTENT_LENGTH = "CONTENT_LENGTH is missing"
+    ERR_CONTENT_LENGTH_NOT_FIRST = "CONTENT_LENGTH is not the first variable"
+    ERR_CONTENT_LENGTH_NOT_DIGITS = "CONTENT_LENGTH is not a non-empty run of digits"
+    ERR_CONTENT_LENGTH_TOO_LARGE = "CONTENT_LENGTH is larger than {limit} bytes"
+    ERR_DUPLICATE = "the variable {name} is repeated"
+    ERR_NO_SCGI = "the SCGI variable is missing"
+    ERR_BAD_SCGI = "the SCGI variable is not '1'"
+    ERR_EOF_LENGTH = "the connection closed in the netstring length"
+    ERR_EOF_HEADERS = "the connection closed in the header block"
+    ERR_EOF_BODY = "the connection closed with {missing} bytes of body unread"
+    ERR_DATA_AFTER_EOF = "receive_data was called after EOF"
+
+    def __init__(
+        self,
+        *,
+        max_header_size: int = DEFAULT_MAX_HEADER_SIZE,
+        max_variables: int = DEFAULT_MAX_VARIABLES,
+        max_body_size: int | None = None,
+        merge_duplicates: bool = True,
+    ) -> None:
+        """Create a parser waiting for the first byte of a request."""
+        if max_header_size < 1 or max_variables < 1:
+            raise ValueError("limits must be positive")
+        if max_body_size is not None and max_body_size < 0:
+            raise ValueError("max_body_size must not be negative")
+        self.max_header_size = max_header_size
+        self.max_variables = max_variables
+        self.max_body_size = max_body_size
+        self.merge_duplicates = merge_duplicates
+        self._max_digits = len(str(max_header_size))
+        self._state = State.LENGTH
+        self._buffer = bytearray()
+        self._body: deque[bytes] = deque()
+        self._header_length = 0
+        self._body_remaining = 0
+        self._eof = False
+        self._error: RemoteProtocolError | None = None
+        self.bytes_received = 0
+        self.trailing_bytes = 0
+
+    @property
+    def state(self) -> State:
+        """The parser's current state."""
+        return self._state
+
+    @property
+    def body_remaining(self) -> int:
+        """How many body bytes are still expected (0 before the headers are parsed)."""
+        return self._body_remaining
+
+    @property
+    def eof(self) -> bool:
+        """Whether the end of the input was signalled."""
+        return self._eof
+
+    def receive_data(self, data: bytes) -> None:
+        """Give the parser more bytes; ``b""`` means the connection's input ended.
+
+        :param data: the bytes read, or ``b""`` for EOF.
+        :raises LocalProtocolError: if called again after EOF.
+        """
+        if self._eof:
+            raise LocalProtocolError(self.ERR_DATA_AFTER_EOF)
+        if not data:
+            self._eof = True
+            return
+        self.bytes_received += len(data)
+        state = self._state
+        if state is State.BODY and not self._buffer:
+            self._body.append(data)
+        elif state is State.DONE:
+            self.trailing_bytes += len(data)
+        elif state is not State.ERROR:
+            self._buffer += data
+
+    def next_event(self) -> Event | None:
+        """Parse what has arrived and return the next event, or ``None`` for none yet.
+
+        :returns: the next event, or ``None`` when more bytes are needed (or the request
+            is complete and every event was given).
+        :raises RemoteProtocolError: if the peer broke the protocol; the same error is
+            raised on every later call.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            state = self._state
+            if state is State.BODY:
+                return self._next_body_event()
+            if state is State.LENGTH:
+                if not self._read_length():
+                    return None
+            if self._state is State.HEADERS:
+                return self._read_headers()
+            return None
+        except RemoteProtocolError as error:
+            self._state = State.ERROR
+            self._error = error
+            self._buffer.clear()
+            self._body.clear()
+            raise
+
+    # The transitions, one method per state.
+
+    def _read_length(self) -> bool:
+        """Read the length prefix; return whether it is complete."""
+        buffer = self._buffer
+        colon = buffer.find(b":", 0, self._max_digits + 1)
+        end = colon if colon >= 0 else min(len(buffer), self._max_digits + 1)
+        for index in range(end):
+            if buffer[index] not in _DIGITS:
+                raise RemoteProtocolError(self.ERR_LENGTH_NOT_DIGITS)
+        if end > 1 and buffer[0] == _ZERO:
+            raise RemoteProtocolError(self.ERR_LENGTH_LEADING_ZERO)
+        if colon < 0:
+            if end > self._max_digits or (
+                end == self._max_digits and int(buffer[:end]) > self.max_header_size
+            ):
+                raise self._too_large()
+            if self._eof:
+                raise PrematureEOFError(
+                    self.ERR_EOF_LENGTH, bytes_received=self.bytes_received
+                )
+            return False
+        if colon == 0:
+            raise RemoteProtocolError(self.ERR_EMPTY_LENGTH)
+        length = int(buffer[:colon])
+        if length > self.max_header_size:
+            raise self._too_large()
+        del buffer[: colon + 1]
+        self._header_length = length
+        self._state = State.HEADERS
+        return True
+
+    def _too_large(self) -> HeaderTooLargeError:
+        """Build the error for a declared header block over the limit."""
+        return HeaderTooLargeError(
+            self.ERR_LENGTH_TOO_LARGE.format(limit=self.max_header_size)
+        )
+
+    def _read_headers(self) -> HeadersReceived | None:
+        """Read and check the header block once it and its terminator are complete."""
+        buffer = self._buffer
+        length = self._header_length
+        if len(buffer) <= length:
+            if self._eof:
+                raise PrematureEOFError(
+                    self.ERR_EOF_HEADERS, bytes_received=self.bytes_received
+                )
+            return None
+        if buffer[length] != _COMMA:
+            raise RemoteProtocolError(self.ERR_BAD_TERMINATOR)
+        event = self._parse_block(bytes(buffer[:length]))
+        rest = bytes(buffer[length + 1 :])
+        buffer.clear()
+        self._body_remaining = event.content_length
+        self._state = State.BODY
+        if rest:
+            self._body.appendleft(rest)
+        return event
+
+    def _parse_block(self, block: bytes) -> HeadersReceived:
+        """Check a complete header block and build its event."""
+        if not block.endswith(b"\0"):
+            if not block:
+                raise RemoteProtocolError(self.ERR_NO_CONTENT_LENGTH)
+            raise RemoteProtocolError(self.ERR_NOT_NUL_TERMINATED)
+        strings = block.split(b"\0")
+        strings.pop()
+        if len(strings) % 2:
+            raise RemoteProtocolError(self.ERR_ODD_STRINGS)
+        if len(strings) // 2 > self.max_variables:
+            raise HeaderTooLargeError(
+                self.ERR_TOO_MANY_VARIABLES.format(limit=self.max_variables)
+            )
+        names = strings[0::2]
+        values = strings[1::2]
+        if names[0] != b"CONTENT_LENGTH":
+            if b"CONTENT_LENGTH" in names:
+                raise RemoteProtocolError(self.ERR_CONTENT_LENGTH_NOT_FIRST)
+            raise RemoteProtocolError(self.ERR_NO_CONTENT_LENGTH)
+        declared = values[0]
+        if not declared or not declared.isdigit():
+            raise RemoteProtocolError(self.ERR_CONTENT_LENGTH_NOT_DIGITS)
+        environ: dict[str, bytes] = {}
+        merge = self.merge_duplicates
+        for name, value in zip(names, values):
+            if not name:
+                raise RemoteProtocolError(self.ERR_EMPTY_NAME)
+            key = name.decode("latin-1")
+            if key in environ:
+                if merge and key.startswith("HTTP_"):
+                    separator = b"; " if key == "HTTP_COOKIE" else b", "
+                    environ[key] = environ[key] + separator + value
+                    continue
+                raise RemoteProtocolError(self.ERR_DUPLICATE.format(name=key))
+            environ[key] = value
+        scgi = environ.get("SCGI")
+        if scgi is None:
+            raise RemoteProtocolError(self.ERR_NO_SCGI)
+        if scgi != b"1":
+            raise RemoteProtocolError(self.ERR_BAD_SCGI)
+        content_length = self._check_content_length(declared)
+        return HeadersReceived(environ, tuple(zip(names, values)), content_length)
+
+    def _check_content_length(self, declared: bytes) -> int:
+        """Turn checked digits into a length, refusing any over a limit."""
+        significant = declared.lstrip(b"0")
+        # Compare digit counts before int(): a huge run of digits is refused without
+        # being converted (int() of more than 4300 digits raises ValueError).
+        if len(significant) > len(str(MAX_CONTENT_LENGTH)) or (
+            int(significant or b"0") > MAX_CONTENT_LENGTH
+        ):
+            raise BodyTooLargeError(
+                self.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=MAX_CONTENT_LENGTH)
+            )
+        content_length = int(significant or b"0")
+        limit = self.max_body_size
+        if limit is not None and content_length > limit:
+            raise BodyTooLargeError(
+                self.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=limit),
+                content_length=content_length,
+            )
+        return content_length
+
+    def _next_body_event(self) -> BodyReceived | RequestEnded | None:
+        """Hand on the next piece of body, or end the request."""
+        remaining = self._body_remaining
+        if remaining == 0:
+            self._state = State.DONE
+            while self._body:
+                self.trailing_bytes += len(self._body.popleft())
+            return RequestEnded()
+        body = self._body
+        if self._buffer:
+            body.append(bytes(self._buffer))
+            self._buffer.clear()
+        if not body:
+            if self._eof:
+                raise PrematureEOFError(
+                    self.ERR_EOF_BODY.format(missing=remaining),
+                    bytes_received=self.bytes_received,
+                )
+            return None
+        data = body.popleft()
+        if len(data) > remaining:
+            self.trailing_bytes += len(data) - remaining
+            data = data[:remaining]
+        self._body_remaining = remaining - len(data)
+        return BodyReceived(data)
+
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
+
+
+def encode_response_head(
+    status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]]
+) -> bytes:
+    """Encode the head of a CGI-form response.
+
+    The result is ``Status: <code> <reason>`` and one line per header, each ended by
+    CRLF, then a blank line.  A ``Status`` header among ``headers`` is dropped: the
+    status line carries the status.  An empty reason becomes the standard phrase (an
+    empty one broke nginx before 1.25.3).
+
+    :param status: the three-digit status code.
+    :param reason: the reason phrase.
+    :param headers: ``(name, value)`` pairs, in order; a name may repeat.
+    :returns: the encoded head, ready to write.
+    :raises LocalProtocolError: for a status outside 100-999, a header name that is not
+        an HTTP token, or CR, LF or NUL in the reason or a value.
+    """
+    if not 100 <= status <= 999:
+        raise LocalProtocolError(f"status {status!r} is not a three-digit code")
+    if not reason:
+        try:
+            reason = HTTPStatus(status).phrase.encode("ascii")
+        except ValueError:
+            reason = b"Unknown"
+    elif _FORBIDDEN_IN_VALUE.search(reason):
+        raise LocalProtocolError("the reason phrase holds CR, LF or NUL")
+    lines = [b"Status: %d %s\r\n" % (status, reason)]
+    for name, value in headers:
+        if not _TOKEN.match(name):
+            raise LocalProtocolError(f"the header name {name!r} is not a token")
+        if _FORBIDDEN_IN_VALUE.search(value):
+            raise LocalProtocolError(f"the value of {name!r} holds CR, LF or NUL")
+        if name.lower() == b"status":
+            continue
+        lines.append(b"%s: %s\r\n" % (name, value))
+    lines.append(b"\r\n")
+    return b"".join(lines)
