@@ -1,7 +1,19 @@
-"""scgi_twisted: a strict, fast SCGI application server for Twisted."""
+"""scgi_twisted: a strict, fast SCGI application server for Twisted.
+
+Serve any ``twisted.web`` resource tree to nginx, Apache or lighttpd over SCGI::
+
+    from twisted.internet import endpoints, reactor
+    from scgi_twisted import SCGISite
+
+    endpoints.serverFromString(reactor, "tcp:4000:interface=127.0.0.1").listen(
+        SCGISite(root)
+    )
+"""
 
 from __future__ import annotations
 
+from ._channel import SCGIChannel, SCGIConfig, getSCGIVariables
+from ._environ import SCGIVariables
 from ._errors import (
     BodyTooLargeError,
     HeaderTooLargeError,
@@ -10,12 +22,30 @@ from ._errors import (
     RemoteProtocolError,
     SCGIError,
 )
+from ._sansio import (
+    BodyReceived,
+    HeadersReceived,
+    RequestEnded,
+    SCGIParser,
+    encode_response_head,
+)
+from ._site import SCGISite
 
 __all__ = [
+    "BodyReceived",
     "BodyTooLargeError",
     "HeaderTooLargeError",
+    "HeadersReceived",
     "LocalProtocolError",
     "PrematureEOFError",
     "RemoteProtocolError",
+    "RequestEnded",
+    "SCGIChannel",
+    "SCGIConfig",
     "SCGIError",
+    "SCGIParser",
+    "SCGISite",
+    "SCGIVariables",
+    "encode_response_head",
+    "getSCGIVariables",
 ]

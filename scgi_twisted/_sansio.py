@@ -129,6 +129,9 @@ class SCGIParser:
 
     :ivar bytes_received: how many bytes were given to :meth:`receive_data`.
     :ivar trailing_bytes: how many bytes arrived after the body and were dropped.
+    :ivar body_offset: the offset in the stream at which the body starts, known once
+        the length prefix is read (``None`` before); with :attr:`bytes_received` it
+        tells how much body has arrived, even after an error.
     """
 
     ERR_EMPTY_LENGTH = "the netstring length is empty"
@@ -179,6 +182,7 @@ class SCGIParser:
         self._error: RemoteProtocolError | None = None
         self.bytes_received = 0
         self.trailing_bytes = 0
+        self.body_offset: int | None = None
 
     @property
     def state(self) -> State:
@@ -270,6 +274,7 @@ class SCGIParser:
         if length > self.max_header_size:
             raise self._too_large()
         del buffer[: colon + 1]
+        self.body_offset = colon + 1 + length + 1
         self._header_length = length
         self._state = State.HEADERS
         return True

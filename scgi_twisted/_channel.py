@@ -1,0 +1,593 @@
+"""The Twisted channel: one SCGI connection feeding one stock ``server.Request``.
+
+The channel is a :class:`~twisted.internet.protocol.Protocol` that gives every byte to
+the sans-I/O parser and turns its events into the calls a ``twisted.web`` request
+expects from an ``HTTPChannel`` (the contract is in ``docs/internals``): the request is
+built once the header block is parsed, the body is streamed into ``request.content``,
+and ``requestReceived`` runs when the body is complete.  Towards the frontend the
+channel writes a CGI response (``Status:`` line, CRLF headers, body) and never chunk
+framing, then closes.
+
+Connection rules, all tested:
+
+* The header block must arrive within ``timeOut`` seconds of the connection (slowloris);
+  while the body arrives, ``timeOut`` is an idle timeout; once the request is complete
+  the application has all the time it needs.
+* Bad input gets a short ``Status: 4xx`` answer, one log line, and a clean close.
+* Every request byte is read before the close: after an early answer the channel
+  half-closes its side, drains the declared body (or lingers until the peer's EOF),
+  and only then closes, so the kernel never turns the close into a reset.
+* A read-EOF after a complete request means the client went away (nginx signals an
+  abort that way) unless the site allows half-close.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from typing import Protocol as TypingProtocol
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IProducer,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._environ import (
+    SCGIVariables,
+    client_address,
+    is_secure,
+    mount_depth,
+    request_headers,
+    request_method,
+    request_protocol,
+    request_uri,
+    server_address,
+)
+from ._errors import (
+    BodyTooLargeError,
+    LocalProtocolError,
+    PrematureEOFError,
+    RemoteProtocolError,
+)
+from ._sansio import (
+    DEFAULT_MAX_HEADER_SIZE,
+    DEFAULT_MAX_VARIABLES,
+    BodyReceived,
+    HeadersReceived,
+    RequestEnded,
+    SCGIParser,
+    State,
+    encode_response_head,
+)
+
+if TYPE_CHECKING:
+    from twisted.web.http_headers import Headers
+    from twisted.web.server import Site
+
+
+class _Request(TypingProtocol):
+    """The part of ``twisted.web.server.Request`` that the channel drives.
+
+    It is spelled out here because ``twisted.web.http`` is not typed.
+    """
+
+    requestHeaders: Headers
+    chunked: int
+    prepath: list[bytes] | None
+    postpath: list[bytes] | None
+
+    def parseCookies(self) -> None:
+        """Parse the Cookie headers."""
+
+    def gotLength(self, length: int | None) -> None:
+        """Open the body file."""
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Store body bytes."""
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """Process the complete request."""
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Tell the request that its connection went away."""
+
+
+__all__ = ["SCGIChannel", "SCGIConfig", "getSCGIVariables"]
+
+_log = Logger()
+
+
+def _failure(error: BaseException) -> Failure:
+    """Wrap an exception in a ``Failure`` (``Failure`` itself is untyped)."""
+    return Failure(error)  # type: ignore[no-untyped-call]
+
+
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+}
+
+
+@dataclass(frozen=True)
+class SCGIConfig:
+    """The limits and policies of SCGI connections, shared by all of a site's channels.
+
+    :ivar max_header_size: the largest header block accepted, in bytes (431 beyond).
+    :ivar max_variables: the largest number of variables accepted (431 beyond).
+    :ivar max_body_size: the largest request body accepted, in bytes (413 beyond), or
+        ``None`` for no limit.
+    :ivar merge_duplicates: merge repeated ``HTTP_*`` variables (nginx 1.22 sends them)
+        instead of refusing them.
+    :ivar mount: the path prefix the application lives under when the frontend sends
+        no usable ``SCRIPT_NAME``/``PATH_INFO``, e.g. ``b"/app"``.
+    :ivar half_close: treat a read-EOF after a complete request as a half-close (keep
+        serving) instead of as the client going away.
+    :ivar linger_timeout: after an early answer, how long to wait for the peer to
+        finish sending before the connection is aborted, in seconds.
+    :ivar abort_timeout: after a timeout closes the connection, how long before it is
+        aborted if the peer ignores the close, in seconds.
+    :ivar max_drain: the most request bytes read and dropped after an early answer
+        before the connection is aborted.
+    """
+
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE
+    max_variables: int = DEFAULT_MAX_VARIABLES
+    max_body_size: int | None = None
+    merge_duplicates: bool = True
+    mount: bytes | None = None
+    half_close: bool = False
+    linger_timeout: float = 5.0
+    abort_timeout: float = 15.0
+    max_drain: int = 128 * 1024 * 1024
+
+
+_DEFAULT_CONFIG = SCGIConfig()
+
+
+def getSCGIVariables(request: object) -> SCGIVariables | None:
+    """Return the raw SCGI variables of a request served over SCGI.
+
+    Call it while the request is being processed (in ``render_*`` or before
+    ``finish()``); keep the result if it is needed later.
+
+    :param request: a ``twisted.web`` request.
+    :returns: the variables exactly as the frontend sent them, or ``None`` if the
+        request did not arrive over SCGI (or has already finished).
+    """
+    channel = getattr(request, "channel", None)
+    if isinstance(channel, SCGIChannel):
+        return channel.variables
+    return None
+
+
+@implementer(IHalfCloseableProtocol)
+class SCGIChannel(Protocol):
+    """A connection from an SCGI frontend, carrying exactly one request.
+
+    ``site``, ``factory``, ``requestFactory``, ``timeOut`` and ``callLater`` are set by
+    ``Site.buildProtocol``, as for ``HTTPChannel``; :attr:`config` by the SCGI site.
+
+    :ivar variables: the request's SCGI variables, once the header block is parsed.
+    :ivar config: the limits and policies of this connection.
+    """
+
+    site: Site
+    requestFactory: Any
+    transport: Any
+    callLater: Any
+    timeOut: float | None = 60.0
+    config: SCGIConfig = _DEFAULT_CONFIG
+    variables: SCGIVariables | None = None
+
+    _parser: SCGIParser
+    _request: _Request | None = None
+    _timeoutCall: IDelayedCall | None = None
+    _peer: IAddress | None = None
+    _host: IPv4Address | None = None
+    _secure: bool = False
+    _bodyComplete: bool = False
+    _responseStarted: bool = False
+    _responseDone: bool = False
+    _discardResponse: bool = False
+    _mountPending: bool = True
+    _draining: bool = False
+    _drained: int = 0
+    _drainTarget: int | None = None
+    _requestEnd: int | None = None
+    _lingerCall: IDelayedCall | None = None
+    _abortCall: IDelayedCall | None = None
+    _lost: bool = False
+
+    # Connection events.
+
+    def connectionMade(self) -> None:
+        """Start the header-read deadline and the parser."""
+        config = self.config
+        self._parser = SCGIParser(
+            max_header_size=config.max_header_size,
+            max_variables=config.max_variables,
+            max_body_size=config.max_body_size,
+            merge_duplicates=config.merge_duplicates,
+        )
+        if ITCPTransport.providedBy(self.transport):
+            with contextlib.suppress(OSError):
+                self.transport.setTcpNoDelay(True)
+        self._setTimeout(self.timeOut)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Feed the parser and act on every event it gives."""
+        if self._draining:
+            self._drain(len(data))
+            return
+        parser = self._parser
+        parser.receive_data(data)
+        if parser.state is State.BODY:
+            self._setTimeout(self.timeOut)
+        self._processEvents()
+
+    def readConnectionLost(self) -> None:
+        """The peer will send nothing more: end the request or notice an abort."""
+        if self._draining:
+            self._closeConnection()
+            return
+        parser = self._parser
+        if parser.state is State.DONE:
+            if self._responseDone or self.config.half_close:
+                return
+            _log.info(
+                "The frontend closed the connection before the response to {uri} "
+                "was complete",
+                uri=self._requestURI(),
+            )
+            self._abortRequest(_failure(ConnectionDone("the frontend went away")))
+            self._closeConnection()
+            return
+        if parser.state is State.ERROR:  # pragma: no cover - errors start draining
+            self._closeConnection()
+            return
+        parser.receive_data(b"")
+        self._processEvents()
+
+    def writeConnectionLost(self) -> None:
+        """Our side was half-closed after an early answer; wait for the peer's EOF."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Tell an unfinished request that its connection is gone."""
+        self._lost = True
+        self._setTimeout(None)
+        for call in (self._lingerCall, self._abortCall):
+            if call is not None and call.active():
+                call.cancel()
+        self._lingerCall = self._abortCall = None
+        self._abortRequest(reason)
+
+    def _setTimeout(self, seconds: float | None) -> None:
+        """Start, restart (``seconds``) or stop (``None``) the request timer."""
+        call = self._timeoutCall
+        if seconds is None:
+            if call is not None:
+                if call.active():
+                    call.cancel()
+                self._timeoutCall = None
+        elif call is not None and call.active():
+            call.reset(seconds)
+        else:
+            self._timeoutCall = self.callLater(seconds, self.timeoutConnection)
+
+    def timeoutConnection(self) -> None:
+        """The header block or the body stalled: answer 408 if possible and close."""
+        _log.info(
+            "Timed out waiting for the request from {peer} ({state})",
+            peer=self.transport.getPeer() if self.transport else None,
+            state=self._parser.state.value,
+        )
+        if self._parser.bytes_received and not self._responseStarted:
+            self._writeError(408, "timed out waiting for the request")
+        self._abortRequest(_failure(ConnectionDone("request timed out")))
+        self.transport.loseConnection()
+        self._abortCall = self.callLater(self.config.abort_timeout, self._forceAbort)
+
+    # Parser events.
+
+    def _processEvents(self) -> None:
+        """Take every event the parser has ready; no exception escapes."""
+        try:
+            try:
+                self._takeEvents()
+            except PrematureEOFError as error:
+                self._prematureEOF(error)
+            except RemoteProtocolError as error:
+                self._protocolError(error)
+        except Exception:
+            self._internalError()
+
+    def _takeEvents(self) -> None:
+        """Act on each event until the parser needs more bytes."""
+        parser = self._parser
+        while True:
+            event = parser.next_event()
+            if event is None:
+                return
+            if type(event) is BodyReceived:
+                request = self._request
+                if request is not None:
+                    request.handleContentChunk(event.data)
+            elif type(event) is HeadersReceived:
+                self._headersReceived(event)
+            elif type(event) is RequestEnded:
+                self._requestEnded()
+            if self._draining or self._lost:
+                return
+
+    def _internalError(self) -> None:
+        """Our own code failed: log it, answer 500 if possible, and close."""
+        _log.failure("Unhandled error in the SCGI channel")
+        try:
+            if not self._responseStarted:
+                self._writeError(500, "internal error")
+            self._abortRequest(_failure(ConnectionDone("internal error")))
+            self._startDraining(None)
+        except Exception:
+            _log.failure("Unhandled error while closing the SCGI channel")
+            self.transport.abortConnection()
+
+    def _headersReceived(self, event: HeadersReceived) -> None:
+        """Build the stock request from the CGI environment."""
+        environ = event.environ
+        assert self._parser.body_offset is not None
+        self._requestEnd = self._parser.body_offset + event.content_length
+        self.variables = SCGIVariables(environ, event.raw)
+        self._secure = secure = is_secure(environ)
+        family, host, port = client_address(environ)
+        if family == socket.AF_INET6:
+            self._peer = IPv6Address("TCP", host, port)
+        else:
+            self._peer = IPv4Address("TCP", host, port)
+        server_host, server_port = server_address(environ, secure)
+        self._host = IPv4Address("TCP", server_host, server_port)
+        headers = request_headers(environ)
+        request: _Request = self.requestFactory(self)
+        raw = request.requestHeaders.addRawHeader
+        for name, value in headers:
+            raw(name, value)
+        request.parseCookies()
+        request.gotLength(event.content_length)
+        self._request = request
+
+    def _requestEnded(self) -> None:
+        """The body is complete: hand the request to twisted.web."""
+        self._bodyComplete = True
+        self._setTimeout(None)
+        request = self._request
+        assert request is not None and self.variables is not None
+        environ = self.variables
+        request.requestReceived(
+            request_method(environ), request_uri(environ), request_protocol(environ)
+        )
+
+    def _prematureEOF(self, error: PrematureEOFError) -> None:
+        """The peer closed before the request was complete."""
+        if error.bytes_received:
+            _log.info(
+                "The frontend closed the connection early: {error}", error=str(error)
+            )
+        self._abortRequest(_failure(error))
+        self._closeConnection()
+
+    def _protocolError(self, error: RemoteProtocolError) -> None:
+        """Answer a request the parser refused, then drain and close."""
+        _log.warn(
+            "Refused an SCGI request from {peer}: {status} {error}",
+            peer=self.transport.getPeer() if self.transport else None,
+            status=error.status_hint,
+            error=str(error),
+        )
+        if not self._responseStarted:
+            self._writeError(error.status_hint, str(error))
+        self._abortRequest(_failure(error))
+        parser = self._parser
+        target = self._requestEnd
+        if isinstance(error, BodyTooLargeError) and error.content_length is not None:
+            assert parser.body_offset is not None
+            target = parser.body_offset + error.content_length
+        self._startDraining(target, already=parser.bytes_received)
+
+    # Draining: read and drop what the peer still sends, then close.
+
+    def _startDraining(self, target: int | None, already: int = 0) -> None:
+        """Half-close our side and read until ``target`` bytes or the peer's EOF.
+
+        :param target: the stream offset at which the request ends, when known.
+        :param already: how many bytes of the stream were read so far.
+        """
+        if self._draining or self._lost:
+            return
+        self._draining = True
+        self._drained = already
+        self._drainTarget = target
+        self._setTimeout(None)
+        if target is not None and already >= target:
+            self._closeConnection()
+            return
+        loseWrite = getattr(self.transport, "loseWriteConnection", None)
+        if loseWrite is not None:
+            loseWrite()
+        self._lingerCall = self.callLater(self.config.linger_timeout, self._forceAbort)
+
+    def _drain(self, count: int) -> None:
+        """Drop ``count`` bytes read while draining; close once the request is read."""
+        self._drained += count
+        call = self._lingerCall
+        if call is not None and call.active():
+            call.reset(self.config.linger_timeout)
+        target = self._drainTarget
+        if target is not None and self._drained >= target:
+            self._closeConnection()
+        elif self._drained > self.config.max_drain:
+            _log.info("Stopped draining after {count} bytes", count=self._drained)
+            self._forceAbort()
+
+    def _closeConnection(self) -> None:
+        """Close once our output is flushed; every input byte has been read."""
+        if self._lingerCall is not None and self._lingerCall.active():
+            self._lingerCall.cancel()
+        self._lingerCall = None
+        self._setTimeout(None)
+        self.transport.loseConnection()
+
+    def _forceAbort(self) -> None:
+        """Abort a connection whose peer ignored our close."""
+        self._lingerCall = self._abortCall = None
+        abort = getattr(self.transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:  # pragma: no cover - every Twisted stream transport can abort
+            self.transport.loseConnection()
+
+    def _abortRequest(self, reason: Failure) -> None:
+        """Tell the request (if any, and unfinished) that its connection is gone."""
+        request = self._request
+        self._request = None
+        if request is not None and not self._responseDone:
+            request.connectionLost(reason)
+
+    def _writeError(self, status: int, message: str) -> None:
+        """Write a complete, short error response."""
+        self._responseStarted = True
+        body = f"{status} {_REASONS.get(status, b'Error').decode()}: {message}\n"
+        payload = body.encode("utf-8", "replace")
+        head = encode_response_head(
+            status,
+            _REASONS.get(status, b""),
+            [
+                (b"Content-Type", b"text/plain; charset=utf-8"),
+                (b"Content-Length", b"%d" % len(payload)),
+            ],
+        )
+        self.transport.write(head + payload)
+
+    def _requestURI(self) -> bytes:
+        """Return the request's URI for log lines."""
+        if self.variables is None:
+            return b"-"
+        return request_uri(self.variables)
+
+    # The channel surface a twisted.web Request uses.
+
+    def getPeer(self) -> IAddress:
+        """Return the client's address, from ``REMOTE_ADDR`` and ``REMOTE_PORT``."""
+        if self._peer is None:
+            return IPv4Address("TCP", "0.0.0.0", 0)
+        return self._peer
+
+    def getHost(self) -> IPv4Address:
+        """Return the address the client addressed, from the Host and SERVER_*."""
+        if self._host is None:
+            return IPv4Address("TCP", "localhost", 80)
+        return self._host
+
+    def isSecure(self) -> bool:
+        """Return whether the client used TLS to reach the frontend."""
+        return self._secure
+
+    def writeHeaders(
+        self, version: bytes, code: bytes, reason: bytes, headers: Headers
+    ) -> None:
+        """Write the CGI response head; never chunk framing, never a status line.
+
+        :param version: ignored: the frontend owns the HTTP version.
+        :param code: the status code, as digits.
+        :param reason: the reason phrase; CR, LF and NUL become spaces.
+        :param headers: the response headers (the request's ``responseHeaders``).
+        """
+        self._responseStarted = True
+        request = self._request
+        if request is not None and request.chunked:
+            request.chunked = 0
+            headers.removeHeader(b"Transfer-Encoding")
+        reason = reason.replace(b"\r", b" ").replace(b"\n", b" ").replace(b"\0", b" ")
+        pairs = [
+            (name, value)
+            for name, values in headers.getAllRawHeaders()
+            for value in values
+        ]
+        try:
+            head = encode_response_head(int(code), reason, pairs)
+        except (LocalProtocolError, ValueError) as error:
+            _log.error(
+                "The application's response head for {uri} cannot be sent: {error}",
+                uri=self._requestURI(),
+                error=str(error),
+            )
+            self._writeError(500, "the application produced an invalid response")
+            self._discardResponse = True
+            return
+        self.transport.write(head)
+
+    def write(self, data: bytes) -> None:
+        """Write response body bytes."""
+        if not self._discardResponse:
+            self.transport.write(data)
+
+    def writeSequence(self, iovec: list[bytes]) -> None:
+        """Write several pieces of response body."""
+        if not self._discardResponse:
+            self.transport.writeSequence(iovec)
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        """Let the response's producer write straight to the transport."""
+        self.transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        """Stop the response's producer."""
+        self.transport.unregisterProducer()
+
+    def requestDone(self, request: object) -> None:
+        """The response is complete: close once the request is fully read."""
+        self._responseDone = True
+        self._request = None
+        if self._lost:
+            return
+        if self._bodyComplete:
+            self._closeConnection()
+        else:
+            self._startDraining(self._requestEnd, already=self._parser.bytes_received)
+
+    def loseConnection(self) -> None:
+        """Close the connection (used by ``Request.loseConnection``)."""
+        self.transport.loseConnection()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """Answer 400 and close; ``Request`` calls this for a malformed form body."""
+        if not self._responseStarted:
+            self._writeError(400, "malformed request body")
+        self._abortRequest(_failure(ConnectionDone("bad request body")))
+        self._closeConnection()
+
+    # Mounting: called once per request by the SCGI site.
+
+    def _applyMount(self, request: _Request) -> None:
+        """Move the mount point's segments from ``postpath`` to ``prepath``, once."""
+        if not self._mountPending or self.variables is None:
+            return
+        self._mountPending = False
+        postpath = request.postpath
+        assert postpath is not None
+        depth = mount_depth(postpath, self.variables, self.config.mount)
+        if depth:
+            request.prepath = postpath[:depth]
+            request.postpath = postpath[depth:]

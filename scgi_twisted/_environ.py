@@ -1,0 +1,338 @@
+"""Pure mappings from a CGI environment to the fields of an HTTP request.
+
+Each function takes the environment the parser produced (names as ``str``, values as
+``bytes``) and returns plain values: no Twisted types, no I/O.  Every CGI variable other
+than ``CONTENT_LENGTH`` and ``SCGI`` is optional: a missing, empty or malformed one gives
+a documented default, never an exception.  The one exception is a request header that
+cannot be a header at all (a name that is not an HTTP token, or CR, LF in a value),
+which is refused as the peer's error (400).
+
+The mount rules follow what nginx, Apache and lighttpd really send (see
+``docs/mounting``): ``SCRIPT_NAME`` is trusted only together with ``PATH_INFO`` and only
+when the two agree with the raw ``REQUEST_URI``.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator, Mapping
+from typing import Literal, overload
+from urllib.parse import quote_from_bytes, unquote_to_bytes
+
+from ._errors import RemoteProtocolError
+
+__all__ = [
+    "SCGIVariables",
+    "client_address",
+    "is_secure",
+    "mount_depth",
+    "path_segments",
+    "request_headers",
+    "request_method",
+    "request_protocol",
+    "request_uri",
+    "server_address",
+]
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n]")
+
+_SKIPPED_HEADERS = frozenset(
+    {
+        # The CGI variables CONTENT_TYPE and CONTENT_LENGTH are the truth; nginx and
+        # lighttpd also copy the client's headers as HTTP_CONTENT_*.
+        "HTTP_CONTENT_TYPE",
+        "HTTP_CONTENT_LENGTH",
+        # nginx forwards this with a body it has already de-chunked.
+        "HTTP_TRANSFER_ENCODING",
+        # httpoxy: a client-sent "Proxy" header must never look like configuration.
+        "HTTP_PROXY",
+    }
+)
+
+
+class SCGIVariables(Mapping[str, bytes]):
+    """The SCGI variables of one request, as the frontend sent them.
+
+    As a mapping it gives each variable's value by name, with repeated ``HTTP_*`` names
+    merged (``, ``, or ``; `` for ``HTTP_COOKIE``).  :attr:`raw` keeps every pair
+    exactly as it arrived, in order, duplicates included.
+
+    :ivar raw: the ``(name, value)`` pairs, as bytes, in arrival order.
+    """
+
+    __slots__ = ("_environ", "raw")
+
+    def __init__(
+        self, environ: dict[str, bytes], raw: tuple[tuple[bytes, bytes], ...]
+    ) -> None:
+        """Wrap a parsed environment.
+
+        :param environ: the merged variables by name.
+        :param raw: every pair as received.
+        """
+        self._environ = environ
+        self.raw = raw
+
+    def __getitem__(self, name: str) -> bytes:
+        """Return the (merged) value of ``name``.
+
+        :raises KeyError: if the frontend did not send it.
+        """
+        return self._environ[name]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over the names, in the order of their first arrival."""
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        """Return the number of distinct names."""
+        return len(self._environ)
+
+    def __repr__(self) -> str:
+        """Show the variables."""
+        return f"SCGIVariables({self._environ!r})"
+
+    def getAll(self, name: str) -> list[bytes]:
+        """Return every value sent under ``name``, in arrival order, unmerged.
+
+        :param name: the variable's name, e.g. ``"HTTP_COOKIE"``.
+        :returns: the values; an empty list if the name was not sent.
+        """
+        key = name.encode("latin-1")
+        return [value for raw_name, value in self.raw if raw_name == key]
+
+    @overload
+    def header(self, name: str) -> bytes | None: ...
+
+    @overload
+    def header(self, name: str, encoding: Literal["buffer"]) -> bytes | None: ...
+
+    @overload
+    def header(self, name: str, encoding: str) -> str | bytes | None: ...
+
+    def header(self, name: str, encoding: str = "buffer") -> str | bytes | None:
+        """Return one variable as bytes or as text, like node's ``headers(name, enc)``.
+
+        :param name: the variable's name, e.g. ``"REQUEST_URI"``.
+        :param encoding: ``"buffer"`` (the default) for the bytes exactly as sent, or a
+            codec name such as ``"utf-8"`` or ``"latin-1"`` to decode them (undecodable
+            bytes are replaced).
+        :returns: the value, or ``None`` if the frontend did not send it.
+        """
+        value = self._environ.get(name)
+        if value is None or encoding == "buffer":
+            return value
+        return value.decode(encoding, "replace")
+
+
+def request_method(environ: Mapping[str, bytes]) -> bytes:
+    """Return ``REQUEST_METHOD``, or ``GET`` when it is missing or empty."""
+    return environ.get("REQUEST_METHOD") or b"GET"
+
+
+def request_protocol(environ: Mapping[str, bytes]) -> bytes:
+    """Return ``SERVER_PROTOCOL`` unchanged, or ``HTTP/1.0`` when missing or empty."""
+    return environ.get("SERVER_PROTOCOL") or b"HTTP/1.0"
+
+
+def request_uri(environ: Mapping[str, bytes]) -> bytes:
+    """Return the raw request target, path and query.
+
+    ``REQUEST_URI`` is used as sent (it is never decoded).  An absolute-form target
+    (``http://host/path``) is reduced to its path.  Without ``REQUEST_URI`` the target is
+    rebuilt from ``SCRIPT_NAME`` + ``PATH_INFO`` (percent-encoded) and
+    ``QUERY_STRING``.  The result always starts with ``/`` (or is ``*``).
+    """
+    uri = environ.get("REQUEST_URI")
+    if not uri:
+        path = environ.get("SCRIPT_NAME", b"") + environ.get("PATH_INFO", b"")
+        uri = quote_from_bytes(path, safe="/;=,~!$&'()*+:@").encode("ascii") or b"/"
+        query = environ.get("QUERY_STRING")
+        if query:
+            uri += b"?" + query
+    if uri[:1] == b"/" or uri == b"*":
+        return uri
+    scheme_end = uri.find(b"://")
+    if scheme_end > 0 and uri[:scheme_end].isalpha():
+        slash = uri.find(b"/", scheme_end + 3)
+        query_start = uri.find(b"?", scheme_end + 3)
+        if slash < 0 or 0 <= query_start < slash:
+            rest = uri[query_start:] if query_start >= 0 else b""
+            return b"/" + rest
+        return uri[slash:]
+    return b"/" + uri
+
+
+def request_headers(environ: Mapping[str, bytes]) -> list[tuple[bytes, bytes]]:
+    """Return the request's HTTP headers as ``(lower-case name, value)`` pairs.
+
+    ``HTTP_FOO_BAR`` becomes ``foo-bar``.  ``CONTENT_TYPE`` (when not empty) and
+    ``CONTENT_LENGTH`` (when not ``0``) become ``content-type`` and ``content-length``;
+    their ``HTTP_`` copies, ``HTTP_TRANSFER_ENCODING`` and ``HTTP_PROXY`` are skipped.
+
+    :raises RemoteProtocolError: (400) for a header name that is not an HTTP token, or
+        a value holding CR or LF.
+    """
+    headers: list[tuple[bytes, bytes]] = []
+    for key, value in environ.items():
+        if not key.startswith("HTTP_") or key in _SKIPPED_HEADERS:
+            continue
+        name = key[5:].replace("_", "-")
+        if not _TOKEN.match(name):
+            raise RemoteProtocolError(f"the header name in {key!r} is not a token")
+        if _FORBIDDEN_IN_VALUE.search(value):
+            raise RemoteProtocolError(f"the value of {key} holds CR or LF")
+        headers.append((name.lower().encode("latin-1"), value))
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type:
+        if _FORBIDDEN_IN_VALUE.search(content_type):
+            raise RemoteProtocolError("the value of CONTENT_TYPE holds CR or LF")
+        headers.append((b"content-type", content_type))
+    content_length = environ.get("CONTENT_LENGTH", b"0").lstrip(b"0")
+    if content_length:
+        headers.append((b"content-length", content_length))
+    return headers
+
+
+def is_secure(environ: Mapping[str, bytes]) -> bool:
+    """Return whether the client reached the frontend over TLS.
+
+    True when ``HTTPS`` is ``on`` or ``1`` (any case) or ``REQUEST_SCHEME`` is
+    ``https``.  Client-sent headers such as ``X-Forwarded-Proto`` are never consulted.
+    """
+    https = environ.get("HTTPS")
+    if https is not None and https.lower() in (b"on", b"1"):
+        return True
+    scheme = environ.get("REQUEST_SCHEME")
+    return scheme is not None and scheme.lower() == b"https"
+
+
+def client_address(environ: Mapping[str, bytes]) -> tuple[int, str, int]:
+    """Return the client's ``(family, host, port)`` from ``REMOTE_ADDR``/``_PORT``.
+
+    :returns: ``socket.AF_INET`` or ``socket.AF_INET6`` with the address text and the
+        port (0 when ``REMOTE_PORT`` is missing or not a number in 0-65535).  A
+        ``REMOTE_ADDR`` that is not an IP address (missing, empty, or nginx's ``unix:``
+        for clients of a unix listener) gives ``(AF_INET, "0.0.0.0", 0)``.
+    """
+    port = _port(environ.get("REMOTE_PORT"))
+    raw = environ.get("REMOTE_ADDR")
+    if raw:
+        host = raw.decode("latin-1")
+        for family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                socket.inet_pton(family, host)
+            except (OSError, ValueError):
+                continue
+            return family, host, port
+    return socket.AF_INET, "0.0.0.0", 0
+
+
+def server_address(environ: Mapping[str, bytes], secure: bool) -> tuple[str, int]:
+    """Return the ``(host, port)`` the client addressed.
+
+    The host is ``SERVER_NAME``, else the host part of ``HTTP_HOST``, else
+    ``localhost``.  The port is the explicit port of ``HTTP_HOST`` when it has one (the
+    public port, when another proxy stands in front), else ``SERVER_PORT``, else the
+    scheme's default (443 or 80).
+    """
+    host_header = environ.get("HTTP_HOST", b"")
+    header_host, header_port = _split_host(host_header)
+    name = environ.get("SERVER_NAME") or header_host or b"localhost"
+    port = header_port
+    if port is None:
+        port = _port(environ.get("SERVER_PORT")) or None
+    if port is None:
+        port = 443 if secure else 80
+    return name.decode("latin-1"), port
+
+
+def path_segments(path: bytes) -> list[bytes]:
+    """Split a raw URL path into decoded segments, as ``twisted.web`` does.
+
+    The path is split on ``/`` first and each segment is then percent-decoded, so an
+    encoded ``%2F`` stays inside its segment.
+    """
+    return [unquote_to_bytes(segment) for segment in path[1:].split(b"/")]
+
+
+def mount_depth(
+    segments: list[bytes], environ: Mapping[str, bytes], mount: bytes | None
+) -> int:
+    """Return how many leading path segments belong to the mount point.
+
+    :param segments: the request path's decoded segments (:func:`path_segments`).
+    :param environ: the request's variables.
+    :param mount: the configured mount prefix (``--mount``), used when the frontend's
+        ``SCRIPT_NAME``/``PATH_INFO`` do not settle it.
+    :returns: the number of segments that go to ``prepath``.
+
+    The frontend's split is used when it sends both ``SCRIPT_NAME`` and ``PATH_INFO``:
+
+    1. ``SCRIPT_NAME`` is a segment-wise prefix of the path and ``PATH_INFO`` is exactly
+       the rest (nginx, lighttpd, and Apache for plain paths);
+    2. else the decoded ``PATH_INFO`` is a segment-wise suffix of the path (Apache, which
+       computes ``SCRIPT_NAME`` on the decoded path but re-encodes ``PATH_INFO``);
+    3. else ``SCRIPT_NAME`` is a segment-wise prefix (nginx, whose ``PATH_INFO`` is
+       normalised: ``..`` resolved, ``//`` merged).
+
+    Otherwise the configured ``mount`` applies when it is a prefix of the path, and
+    failing that the application sits at the root.
+    """
+    script_name = environ.get("SCRIPT_NAME")
+    path_info = environ.get("PATH_INFO")
+    if script_name is not None and path_info is not None:
+        prefix = _mount_segments(script_name)
+        depth = len(prefix)
+        is_prefix = depth <= len(segments) and segments[:depth] == prefix
+        if is_prefix and _joined(segments[depth:]) == path_info:
+            return depth
+        suffix = [unquote_to_bytes(s) for s in path_info.split(b"/")[1:]]
+        if path_info and len(suffix) <= len(segments):
+            if segments[len(segments) - len(suffix) :] == suffix:
+                return len(segments) - len(suffix)
+        if is_prefix:
+            return depth
+    if mount:
+        prefix = _mount_segments(mount)
+        if segments[: len(prefix)] == prefix:
+            return len(prefix)
+    return 0
+
+
+def _mount_segments(prefix: bytes) -> list[bytes]:
+    """Return the segments of a mount prefix; ``""`` and ``"/"`` have none."""
+    stripped = prefix.strip(b"/")
+    return stripped.split(b"/") if stripped else []
+
+
+def _joined(segments: list[bytes]) -> bytes:
+    """Join path segments back into a ``PATH_INFO``-shaped value."""
+    return b"/" + b"/".join(segments) if segments else b""
+
+
+def _port(raw: bytes | None) -> int:
+    """Return a port number from digits, or 0 for anything else."""
+    if raw and raw.isdigit() and len(raw) <= 5:
+        port = int(raw)
+        if port <= 65535:
+            return port
+    return 0
+
+
+def _split_host(host: bytes) -> tuple[bytes, int | None]:
+    """Split a ``Host`` value into its host name and explicit port, if any."""
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        if end < 0:
+            return host, None
+        name, rest = host[: end + 1], host[end + 1 :]
+    else:
+        name, colon, port = host.partition(b":")
+        rest = b":" + port if colon else b""
+    if rest.startswith(b":") and rest[1:]:
+        port_number = _port(rest[1:])
+        return name, port_number or None
+    return name, None
