@@ -1,9 +1,9 @@
 """Pure mappings from a CGI environment to the fields of an HTTP request.
 
-Each function takes the environment the parser produced (names as ``str``, values as
-``bytes``) and returns plain values: no Twisted types, no I/O.  Every CGI variable other
-than ``CONTENT_LENGTH`` and ``SCGI`` is optional: a missing, empty or malformed one gives
-a documented default, never an exception.  The one exception is a request header that
+Each function takes the environment the parser produced (names as ``str``, values
+as ``bytes``) and returns plain values: no Twisted types, no I/O.  Every CGI variable
+other than ``CONTENT_LENGTH`` and ``SCGI`` is optional: a missing, empty or malformed
+one gives a documented default, never an exception.  The one exception is a request header that
 cannot be a header at all (a name that is not an HTTP token, or CR, LF in a value),
 which is refused as the peer's error (400).
 
@@ -141,8 +141,8 @@ def request_uri(environ: Mapping[str, bytes]) -> bytes:
     """Return the raw request target, path and query.
 
     ``REQUEST_URI`` is used as sent (it is never decoded).  An absolute-form target
-    (``http://host/path``) is reduced to its path.  Without ``REQUEST_URI`` the target is
-    rebuilt from ``SCRIPT_NAME`` + ``PATH_INFO`` (percent-encoded) and
+    (``http://host/path``) is reduced to its path.  Without ``REQUEST_URI`` the target
+    is rebuilt from ``SCRIPT_NAME`` + ``PATH_INFO`` (percent-encoded) and
     ``QUERY_STRING``.  The result always starts with ``/`` (or is ``*``).
     """
     uri = environ.get("REQUEST_URI")
@@ -273,8 +273,8 @@ def mount_depth(
 
     1. ``SCRIPT_NAME`` is a segment-wise prefix of the path and ``PATH_INFO`` is exactly
        the rest (nginx, lighttpd, and Apache for plain paths);
-    2. else the decoded ``PATH_INFO`` is a segment-wise suffix of the path (Apache, which
-       computes ``SCRIPT_NAME`` on the decoded path but re-encodes ``PATH_INFO``);
+    2. else the decoded ``PATH_INFO`` is a segment-wise suffix of the path (Apache,
+       which computes ``SCRIPT_NAME`` on the decoded path but re-encodes ``PATH_INFO``);
     3. else ``SCRIPT_NAME`` is a segment-wise prefix (nginx, whose ``PATH_INFO`` is
        normalised: ``..`` resolved, ``//`` merged).
 
@@ -290,9 +290,9 @@ def mount_depth(
         if is_prefix and _joined(segments[depth:]) == path_info:
             return depth
         suffix = [unquote_to_bytes(s) for s in path_info.split(b"/")[1:]]
-        if path_info and len(suffix) <= len(segments):
-            if segments[len(segments) - len(suffix) :] == suffix:
-                return len(segments) - len(suffix)
+        start = len(segments) - len(suffix)
+        if path_info and start >= 0 and segments[start:] == suffix:
+            return start
         if is_prefix:
             return depth
     if mount:

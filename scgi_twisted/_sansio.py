@@ -5,9 +5,9 @@ Strategy: :meth:`SCGIParser.receive_data` only stores bytes (``b""`` means EOF) 
 ``None`` when it needs more bytes.  Protocol errors are raised from ``next_event`` and
 are sticky: once the parser has failed, every later call raises the same error.
 
-The request is ``netstring(headers) body``.  The length prefix is checked on bytes as it
-arrives (digits only, no leading zero, no more digits than the header limit allows), so a
-hostile prefix is refused before anything is buffered.  The header block is split once,
+The request is ``netstring(headers) body``.  The length prefix is checked on bytes as
+it arrives (digits only, no leading zero, no more digits than the header limit
+allows), so a hostile prefix is refused before anything is buffered.  The header block is split once,
 when it is complete, and checked against the specification: NUL-terminated, an even
 number of strings, non-empty names, ``CONTENT_LENGTH`` first and made of ASCII digits,
 ``SCGI`` equal to ``1``.  Body bytes are handed on as they come and never past
@@ -233,9 +233,8 @@ class SCGIParser:
             state = self._state
             if state is State.BODY:
                 return self._next_body_event()
-            if state is State.LENGTH:
-                if not self._read_length():
-                    return None
+            if state is State.LENGTH and not self._read_length():
+                return None
             if self._state is State.HEADERS:
                 return self._read_headers()
             return None
@@ -331,7 +330,7 @@ class SCGIParser:
             raise RemoteProtocolError(self.ERR_CONTENT_LENGTH_NOT_DIGITS)
         environ: dict[str, bytes] = {}
         merge = self.merge_duplicates
-        for name, value in zip(names, values):
+        for name, value in zip(names, values, strict=True):
             if not name:
                 raise RemoteProtocolError(self.ERR_EMPTY_NAME)
             key = name.decode("latin-1")
@@ -348,7 +347,9 @@ class SCGIParser:
         if scgi != b"1":
             raise RemoteProtocolError(self.ERR_BAD_SCGI)
         content_length = self._check_content_length(declared)
-        return HeadersReceived(environ, tuple(zip(names, values)), content_length)
+        return HeadersReceived(
+            environ, tuple(zip(names, values, strict=True)), content_length
+        )
 
     def _check_content_length(self, declared: bytes) -> int:
         """Turn checked digits into a length, refusing any over a limit."""
