@@ -1,10 +1,10 @@
 """Pure mappings from a CGI environment to the fields of an HTTP request.
 
-Each function takes the environment the parser produced (names as ``str``, values
-as ``bytes``) and returns plain values: no Twisted types, no I/O.  Every CGI variable
-other than ``CONTENT_LENGTH`` and ``SCGI`` is optional: a missing, empty or malformed
-one gives a documented default, never an exception.  The one exception is a request header that
-cannot be a header at all (a name that is not an HTTP token, or CR, LF in a value),
+Each function takes the environment the parser produced (names as ``str``, values as
+``bytes``) and returns plain values: no Twisted types, no I/O. Every CGI variable other
+than ``CONTENT_LENGTH`` and ``SCGI`` is optional: a missing, empty or malformed one
+gives a documented default, never an exception. The one exception is a request header
+that cannot be a header at all (a name that is not an HTTP token, or CR, LF in a value),
 which is refused as the peer's error (400).
 
 The mount rules follow what nginx, Apache and lighttpd really send (see

@@ -2,15 +2,15 @@
 
 Strategy: :meth:`SCGIParser.receive_data` only stores bytes (``b""`` means EOF) and
 :meth:`SCGIParser.next_event` does all the parsing, one event per call, returning
-``None`` when it needs more bytes.  Protocol errors are raised from ``next_event`` and
+``None`` when it needs more bytes. Protocol errors are raised from ``next_event`` and
 are sticky: once the parser has failed, every later call raises the same error.
 
-The request is ``netstring(headers) body``.  The length prefix is checked on bytes as
-it arrives (digits only, no leading zero, no more digits than the header limit
-allows), so a hostile prefix is refused before anything is buffered.  The header block is split once,
+The request is ``netstring(headers) body``. The length prefix is checked on bytes as it
+arrives (digits only, no leading zero, no more digits than the header limit allows), so
+a hostile prefix is refused before anything is buffered. The header block is split once,
 when it is complete, and checked against the specification: NUL-terminated, an even
 number of strings, non-empty names, ``CONTENT_LENGTH`` first and made of ASCII digits,
-``SCGI`` equal to ``1``.  Body bytes are handed on as they come and never past
+``SCGI`` equal to ``1``. Body bytes are handed on as they come and never past
 ``CONTENT_LENGTH``; bytes after the body are counted and dropped.
 
 This module imports nothing from Twisted.
