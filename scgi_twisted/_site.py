@@ -11,10 +11,14 @@ listener: the same resource tree, sessions, request factory and access log.
 from __future__ import annotations
 
 import io
+import ipaddress
 import tempfile
+from collections.abc import Iterable
 from typing import IO, Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
@@ -22,6 +26,32 @@ from ._channel import SCGIChannel, SCGIConfig
 from ._sansio import DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_VARIABLES
 
 __all__ = ["SCGISite"]
+
+_log = Logger()
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_networks(networks: Iterable[str]) -> tuple[_Network, ...]:
+    """Parse networks such as ``127.0.0.0/8`` or ``::1``; raise ValueError if bad."""
+    return tuple(ipaddress.ip_network(network, strict=False) for network in networks)
+
+
+def peer_allowed(address: IAddress | None, networks: tuple[_Network, ...]) -> bool:
+    """Return whether a connecting peer may be served.
+
+    Peers that are not IP addresses (unix sockets) are always allowed; an IPv4-mapped
+    IPv6 address is matched as the IPv4 address it carries.
+    """
+    if not isinstance(address, IPv4Address | IPv6Address):
+        return True
+    try:
+        ip = ipaddress.ip_address(address.host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
 
 
 class SCGISite(Site):
@@ -45,6 +75,9 @@ class SCGISite(Site):
         arrives, in seconds; ``None`` disables both.
     :param spool_threshold: request bodies at least this large are spooled to a
         temporary file instead of memory.
+    :param allow: if given, only peers in these IPv4/IPv6 networks (``"127.0.0.1"``,
+        ``"10.0.0.0/8"``, ``"::1"``) are served; others are closed at once with one
+        log line.  Unix-socket peers are always served.
     :param kwargs: passed to ``Site``: ``logPath``, ``logFormatter``, ``reactor``,
         ``parsePOSTFormSubmission``.
 
@@ -70,6 +103,7 @@ class SCGISite(Site):
         linger_timeout: float = 5.0,
         timeout: float | None = 60.0,
         spool_threshold: int = 100_000,
+        allow: Iterable[str] | None = None,
         **kwargs: Any,
     ) -> None:
         """Create the site; see the class docstring for the parameters."""
@@ -81,6 +115,7 @@ class SCGISite(Site):
         if mount is not None and not mount.startswith(b"/"):
             raise ValueError(f"the mount prefix must start with '/': {mount!r}")
         self.spool_threshold = spool_threshold
+        self.allow = None if allow is None else _parse_networks(allow)
         self.config = SCGIConfig(
             max_header_size=max_header_size,
             max_variables=max_variables,
@@ -117,8 +152,13 @@ class SCGISite(Site):
         scgi.displayTracebacks = site.displayTracebacks
         return scgi
 
-    def buildProtocol(self, addr: IAddress) -> SCGIChannel:  # type: ignore[override]
-        """Build a channel for one SCGI connection."""
+    def buildProtocol(  # type: ignore[override]
+        self, addr: IAddress | None
+    ) -> SCGIChannel | None:
+        """Build a channel for one SCGI connection, or refuse a peer not allowed."""
+        if self.allow is not None and not peer_allowed(addr, self.allow):
+            _log.warn("Refused a connection from {peer}: not in --allow", peer=addr)
+            return None
         channel: SCGIChannel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         channel.config = self.config
         return channel
