@@ -37,7 +37,7 @@ def _parse_networks(networks: Iterable[str]) -> tuple[_Network, ...]:
     return tuple(ipaddress.ip_network(network, strict=False) for network in networks)
 
 
-def peer_allowed(address: IAddress | None, networks: tuple[_Network, ...]) -> bool:
+def peer_allowed(address: object, networks: tuple[_Network, ...]) -> bool:
     """Return whether a connecting peer may be served.
 
     Peers that are not IP addresses (unix sockets) are always allowed; an IPv4-mapped
