@@ -53,6 +53,7 @@ from scgi_twisted._sansio import (
 )
 
 _E = TypeVar("_E", bound=Exception)
+_R = TypeVar("_R", bound=RemoteProtocolError)
 
 ParserFactory = Callable[[], SCGIParser]
 Pairs = Sequence[tuple[bytes, bytes]]
@@ -293,12 +294,12 @@ class SansIOTestCase(SynchronousTestCase):
     def assertRejected(
         self,
         data: bytes,
-        errorType: type[RemoteProtocolError],
+        errorType: type[_R],
         message: str,
         *,
         eof: bool = False,
         factory: ParserFactory = SCGIParser,
-    ) -> tuple[RemoteProtocolError, int]:
+    ) -> tuple[_R, int]:
         """Feed ``data`` whole and byte by byte; each must raise ``errorType(message)``.
 
         With ``eof``, the error must come only once EOF is signalled; without it, it
@@ -894,8 +895,6 @@ class ContentLengthLimitTests(SansIOTestCase):
             SCGIParser.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=26),
             factory=partial(SCGIParser, max_body_size=26),
         )
-        if not isinstance(error, BodyTooLargeError):
-            self.fail(f"expected BodyTooLargeError, got {error!r}")
         self.assertEqual(error.status_hint, 413)
         self.assertEqual(error.content_length, 27)
 
@@ -917,8 +916,6 @@ class ContentLengthLimitTests(SansIOTestCase):
             BodyTooLargeError,
             SCGIParser.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=MAX_CONTENT_LENGTH),
         )
-        if not isinstance(error, BodyTooLargeError):
-            self.fail(f"expected BodyTooLargeError, got {error!r}")
         self.assertEqual(error.status_hint, 413)
         self.assertIs(error.content_length, None)
 
@@ -930,8 +927,6 @@ class ContentLengthLimitTests(SansIOTestCase):
             BodyTooLargeError,
             SCGIParser.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=MAX_CONTENT_LENGTH),
         )
-        if not isinstance(error, BodyTooLargeError):
-            self.fail(f"expected BodyTooLargeError, got {error!r}")
         self.assertIs(error.content_length, None)
 
     def test_hugeWithBodyLimit(self) -> None:
@@ -1174,8 +1169,6 @@ class EOFTests(SansIOTestCase):
         error, _ = self.assertRejected(
             b"7", PrematureEOFError, SCGIParser.ERR_EOF_LENGTH, eof=True
         )
-        if not isinstance(error, PrematureEOFError):
-            self.fail(f"expected PrematureEOFError, got {error!r}")
         self.assertEqual(error.bytes_received, 1)
 
     def test_inHeaders(self) -> None:
@@ -1187,8 +1180,6 @@ class EOFTests(SansIOTestCase):
                 SCGIParser.ERR_EOF_HEADERS,
                 eof=True,
             )
-            if not isinstance(error, PrematureEOFError):
-                self.fail(f"expected PrematureEOFError, got {error!r}")
             self.assertEqual(error.bytes_received, size)
 
     def test_inBody(self) -> None:
@@ -1199,8 +1190,6 @@ class EOFTests(SansIOTestCase):
             SCGIParser.ERR_EOF_BODY.format(missing=1),
             eof=True,
         )
-        if not isinstance(error, PrematureEOFError):
-            self.fail(f"expected PrematureEOFError, got {error!r}")
         self.assertEqual(error.bytes_received, 100)
 
     def test_beforeBody(self) -> None:
@@ -1487,18 +1476,21 @@ def mutatedRequests(draw: st.DrawFn) -> bytes:
     return data[:start] + draw(st.binary(max_size=8)) + data[end:]
 
 
-FRAGMENTS = st.sampled_from(
+STRINGS = st.sampled_from(
     [
-        *(b"CONTENT_LENGTH", b"SCGI", b"HTTP_X", b"HTTP_COOKIE", b"1", b"0", b"27"),
-        *(b"\x00", b"", b"+", b"-", b"x", b"\xb2", b"99999999999999999999"),
+        *(b"CONTENT_LENGTH", b"SCGI", b"HTTP_X", b"HTTP_COOKIE", b"REQUEST_METHOD"),
+        *(b"", b"0", b"1", b"2", b"3", b"27", b"007", b"+1", b"\xb2", b"9" * 20),
     ]
 )
 
 
 @st.composite
 def framedBlocks(draw: st.DrawFn) -> bytes:
-    """A correctly framed header block of likely fragments, then random body bytes."""
-    block = b"".join(draw(st.lists(FRAGMENTS, max_size=16)))
+    """A framed block of NUL-terminated likely strings, often after a CONTENT_LENGTH."""
+    strings = draw(st.lists(STRINGS, max_size=12))
+    if draw(st.booleans()):
+        strings = [b"CONTENT_LENGTH", draw(STRINGS), *strings]
+    block = b"".join(item + b"\x00" for item in strings)
     return netstring(block) + draw(st.binary(max_size=16))
 
 
