@@ -152,7 +152,9 @@ class SCGIParser:
     ERR_BAD_SCGI = "the SCGI variable is not '1'"
     ERR_EOF_LENGTH = "the connection closed in the netstring length"
     ERR_EOF_HEADERS = "the connection closed in the header block"
-    ERR_EOF_BODY = "the connection closed with {missing} bytes of body unread"
+    ERR_EOF_BODY = (
+        "the connection closed before the body was complete ({missing} missing)"
+    )
     ERR_DATA_AFTER_EOF = "receive_data was called after EOF"
 
     def __init__(
@@ -212,7 +214,7 @@ class SCGIParser:
             return
         self.bytes_received += len(data)
         state = self._state
-        if state is State.BODY and not self._buffer:
+        if state is State.BODY:
             self._body.append(data)
         elif state is State.DONE:
             self.trailing_bytes += len(data)
@@ -228,7 +230,7 @@ class SCGIParser:
             raised on every later call.
         """
         if self._error is not None:
-            raise self._error
+            raise self._error.with_traceback(None)
         try:
             state = self._state
             if state is State.BODY:
@@ -380,9 +382,6 @@ class SCGIParser:
                 self.trailing_bytes += len(self._body.popleft())
             return RequestEnded()
         body = self._body
-        if self._buffer:
-            body.append(bytes(self._buffer))
-            self._buffer.clear()
         if not body:
             if self._eof:
                 raise PrematureEOFError(

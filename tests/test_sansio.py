@@ -429,7 +429,7 @@ class AcceptedRequestTests(SansIOTestCase):
     """Valid requests, including the edge cases the specification allows."""
 
     def test_minimal(self) -> None:
-        """The minimal 24-byte request gives headers and the end, with no body event."""
+        """The minimal request (a 24-byte block) gives headers and the end, no body."""
         self.assertEqual(len(MINIMAL), 28)
         self.assertTrue(MINIMAL.startswith(b"24:"))
         self.assertParses(
@@ -665,7 +665,7 @@ class LengthPrefixTests(SansIOTestCase):
         self.assertEqual(consumed, 1)
 
     def test_endlessDigits(self) -> None:
-        """``b"9" * 9000`` is refused (431) once its digits exceed the limit."""
+        """``b"9" * 9000`` is refused (431) after 5 digits, before any colon."""
         error, consumed = self.assertRejected(
             b"9" * 9000,
             HeaderTooLargeError,
@@ -1308,6 +1308,30 @@ class ParserOptionsTests(SansIOTestCase):
             self.raisedExactly(ValueError, message, factory)
 
 
+class ErrorHierarchyTests(SansIOTestCase):
+    """The exceptions the parser raises form the documented hierarchy."""
+
+    def test_hierarchy(self) -> None:
+        """Remote errors are ValueErrors, local ones RuntimeErrors, all SCGIErrors."""
+        self.assertTrue(issubclass(HeaderTooLargeError, RemoteProtocolError))
+        self.assertTrue(issubclass(BodyTooLargeError, RemoteProtocolError))
+        self.assertTrue(issubclass(PrematureEOFError, RemoteProtocolError))
+        self.assertTrue(issubclass(RemoteProtocolError, SCGIError))
+        self.assertTrue(issubclass(RemoteProtocolError, ValueError))
+        self.assertTrue(issubclass(LocalProtocolError, SCGIError))
+        self.assertTrue(issubclass(LocalProtocolError, RuntimeError))
+        self.assertFalse(issubclass(LocalProtocolError, RemoteProtocolError))
+
+    def test_statusHint(self) -> None:
+        """status_hint defaults to 400, 431 or 413 and can be given explicitly."""
+        self.assertEqual(RemoteProtocolError("x").status_hint, 400)
+        self.assertEqual(RemoteProtocolError("x", status_hint=418).status_hint, 418)
+        self.assertEqual(HeaderTooLargeError("x").status_hint, 431)
+        self.assertEqual(BodyTooLargeError("x").status_hint, 413)
+        self.assertIs(BodyTooLargeError("x").content_length, None)
+        self.assertEqual(PrematureEOFError("x", bytes_received=3).status_hint, 400)
+
+
 # The response head.
 
 
@@ -1536,8 +1560,8 @@ class PropertyTests(SansIOTestCase):
         for way in [[data] if data else [], chunks]:
             parser = factory()
             events, error = runToOutcome(parser, way, eof=eof)
+            # runToOutcome lets any error but a RemoteProtocolError escape and fail.
             if error is not None:
-                self.assertIsInstance(error, RemoteProtocolError)
                 self.assertSticky(parser, error)
             outcomes.append((events, error is None))
         self.assertEqual(outcomes[0], outcomes[1])
