@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.abspath(".."))
 
 project = "scgi_twisted"
 author = "scgi_twisted developers"
-copyright = "2026, scgi_twisted developers"  # noqa: A001
+copyright = "2026, scgi_twisted developers"
 
 extensions = [
     "myst_parser",

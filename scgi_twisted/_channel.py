@@ -235,9 +235,11 @@ class SCGIChannel(Protocol):
             return
         parser = self._parser
         parser.receive_data(data)
-        if parser.state is State.BODY:
-            self._setTimeout(self.timeOut)
         self._processEvents()
+        # Any read that leaves the body unfinished restarts the idle timeout, the
+        # read that completed the header block included.
+        if parser.state is State.BODY and not (self._draining or self._lost):
+            self._setTimeout(self.timeOut)
 
     def readConnectionLost(self) -> None:
         """The peer will send nothing more: end the request or notice an abort."""
@@ -340,7 +342,7 @@ class SCGIChannel(Protocol):
             if not self._responseStarted:
                 self._writeError(500, "internal error")
             self._abortRequest(_failure(ConnectionDone("internal error")))
-            self._startDraining(None)
+            self._startDraining(self._requestEnd, already=self._parser.bytes_received)
         except Exception:
             _log.failure("Unhandled error while closing the SCGI channel")
             self.transport.abortConnection()

@@ -234,13 +234,15 @@ def server_address(environ: Mapping[str, bytes], secure: bool) -> tuple[str, int
     """Return the ``(host, port)`` the client addressed.
 
     The host is ``SERVER_NAME``, else the host part of ``HTTP_HOST``, else
-    ``localhost``.  The port is the explicit port of ``HTTP_HOST`` when it has one (the
-    public port, when another proxy stands in front), else ``SERVER_PORT``, else the
-    scheme's default (443 or 80).
+    ``localhost``; a name that is not ASCII is passed over (twisted.web encodes the
+    host as ASCII when the request has no Host header).  The port is the explicit port
+    of ``HTTP_HOST`` when it has one (the public port, when another proxy stands in
+    front), else ``SERVER_PORT``, else the scheme's default (443 or 80).
     """
     host_header = environ.get("HTTP_HOST", b"")
     header_host, header_port = _split_host(host_header)
-    name = environ.get("SERVER_NAME") or header_host or b"localhost"
+    candidates = (environ.get("SERVER_NAME"), header_host)
+    name = next((n for n in candidates if n and n.isascii()), b"localhost")
     port = header_port
     if port is None:
         port = _port(environ.get("SERVER_PORT")) or None
@@ -291,7 +293,7 @@ def mount_depth(
             return depth
         suffix = [unquote_to_bytes(s) for s in path_info.split(b"/")[1:]]
         start = len(segments) - len(suffix)
-        if path_info and start >= 0 and segments[start:] == suffix:
+        if path_info[:1] == b"/" and start >= 0 and segments[start:] == suffix:
             return start
         if is_prefix:
             return depth

@@ -86,3 +86,73 @@ class PrematureEOFError(RemoteProtocolError):
 
 class LocalProtocolError(SCGIError, RuntimeError):
     """Our own code used the parser or the encoder in a way it does not allow."""
+
+
+# The errors of the SCGI client (``scgi_twisted.client`` and its sans-I/O core,
+# ``scgi_twisted._clientsansio``).  They are names of their own, not further kinds
+# of RemoteProtocolError: the peer there is a *server*, and no status is answered.
+
+
+class ClientError(SCGIError):
+    """The base of every error the SCGI client reports about an exchange."""
+
+
+class MalformedResponseError(ClientError, ValueError):
+    """The server's answer is not a valid, complete CGI response.
+
+    That covers a garbled or oversized head, a body that disagrees with its
+    ``Content-Length``, and a connection that ended (or was reset) before the
+    response was complete.  A frontend answers 502 to all of these.
+
+    :ivar bytes_received: how many response bytes had arrived when the error was
+        found.
+    """
+
+    def __init__(self, message: str, *, bytes_received: int = 0) -> None:
+        """Create the error.
+
+        :param message: a short, precise description of what was wrong.
+        :param bytes_received: how many response bytes had arrived.
+        """
+        super().__init__(message)
+        self.bytes_received = bytes_received
+
+
+class ConnectFailedError(ClientError, ConnectionError):
+    """The client could not connect to the SCGI server.
+
+    :ivar endpoint: a description of the endpoint that was tried.
+    :ivar refused: whether the server actively refused the connection (nothing is
+        listening there), as opposed to any other failure (no such socket file, a
+        host name that does not resolve, a connect timeout).
+    """
+
+    def __init__(self, message: str, *, endpoint: str, refused: bool) -> None:
+        """Create the error.
+
+        :param message: what went wrong, naming the endpoint.
+        :param endpoint: a description of the endpoint.
+        :param refused: whether the connection was refused.
+        """
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.refused = refused
+
+
+class ResponseTimeoutError(ClientError, TimeoutError):
+    """The exchange did not complete within the client's timeout.
+
+    :ivar timeout: the timeout that expired, in seconds.
+    :ivar head_received: whether the response head had arrived when it expired.
+    """
+
+    def __init__(self, message: str, *, timeout: float, head_received: bool) -> None:
+        """Create the error.
+
+        :param message: what the client was still waiting for.
+        :param timeout: the timeout, in seconds.
+        :param head_received: whether the response head had arrived.
+        """
+        super().__init__(message)
+        self.timeout = timeout
+        self.head_received = head_received

@@ -138,14 +138,9 @@ class SCGISite(Site):
         :param options: the SCGI keyword arguments of :class:`SCGISite`.
         :returns: a factory to listen with.
         """
-        scgi = cls(
-            site.resource,
-            site.requestFactory,
-            timeout=site.timeOut,
-            reactor=site.reactor,
-            parsePOSTFormSubmission=site._parsePOSTFormSubmission,
-            **options,
-        )
+        options.setdefault("timeout", site.timeOut)
+        options.setdefault("parsePOSTFormSubmission", site._parsePOSTFormSubmission)
+        scgi = cls(site.resource, site.requestFactory, reactor=site.reactor, **options)
         scgi._origin = site
         scgi.sessions = site.sessions
         scgi.sessionFactory = site.sessionFactory

@@ -1,0 +1,1 @@
+"""The scgi_twisted test suite."""

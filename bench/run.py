@@ -1,0 +1,1160 @@
+#!/usr/bin/env python3
+"""Benchmark scgi_twisted against twisted.web's HTTP server and other SCGI servers.
+
+One command (see bench/README.md)::
+
+    python bench/run.py            # everything: ~15 minutes
+    python bench/run.py --quick    # one 1-second run of everything: ~4 minutes
+    python bench/run.py --scenarios hello-c32 --servers scgi_twisted,minimal
+
+For every scenario, transport and server it starts the server pinned to one core
+(``taskset -c 0``), warms it up, runs the load pinned to the other core
+(``taskset -c 1``) ``--runs`` times, and keeps the median of each figure.  It
+prints one table with ratios and the issue's targets marked PASS/FAIL, and writes
+everything to ``bench/out/results.json``.  It installs nothing: it checks the
+prerequisites of what was selected and says exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+SERVERS_DIR = os.path.join(HERE, "servers")
+OUT = os.path.join(HERE, "out")
+LOADGEN_SRC = os.path.join(HERE, "loadgen.c")
+LOADGEN = os.path.join(OUT, "loadgen")
+MIB = 1024 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TIME_WAIT_WARN = 60000  # half of a typical net.ipv4.tcp_max_tw_buckets
+
+
+# --- what is measured ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load: a route, a method, a body, a concurrency, and how it is sent."""
+
+    key: str
+    title: str
+    path: str
+    method: str = "GET"
+    body: int = 0
+    concurrency: int = 1
+    expect_body: int = 13  # the response body's length
+    max_requests: int = 0  # 0: duration only
+    nginx: bool = False  # loaded through nginx with wrk
+    memory: bool = False  # the figure that matters is RSS growth
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.key: s
+    for s in (
+        Scenario("hello-c1", "hello c=1", "/hello", concurrency=1),
+        Scenario("hello-c32", "hello c=32", "/hello", concurrency=32),
+        Scenario("big-c8", "1 MiB resp c=8", "/big", concurrency=8, expect_body=MIB),
+        Scenario(
+            "post1m-c8",
+            "1 MiB POST c=8",
+            "/post",
+            method="POST",
+            body=MIB,
+            concurrency=8,
+            expect_body=len(str(MIB)),
+        ),
+        Scenario(
+            "post64m",
+            "64 MiB POST c=1",
+            "/post",
+            method="POST",
+            body=64 * MIB,
+            concurrency=1,
+            expect_body=len(str(64 * MIB)),
+            max_requests=20,
+            memory=True,
+        ),
+        Scenario(
+            "nginx-hello-c32", "nginx hello c=32", "/hello", concurrency=32, nginx=True
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server under test: its launcher and how it is loaded."""
+
+    key: str
+    label: str
+    launcher: str  # file in bench/servers/
+    load: str  # "scgi" (loadgen), "http" (loadgen, Connection: close) or "wrk"
+    needs: tuple[str, ...] = ()
+
+
+SERVERS: dict[str, Server] = {
+    s.key: s
+    for s in (
+        Server("scgi_twisted", "scgi_twisted", "scgi_twisted_app.py", "scgi"),
+        Server("minimal", "minimal Twisted", "minimal_twisted.py", "scgi"),
+        Server("twisted_http", "twisted.web close", "twisted_http.py", "http"),
+        Server(
+            "twisted_http_ka",
+            "twisted.web keepalive",
+            "twisted_http.py",
+            "wrk",
+            ("wrk",),
+        ),
+        Server("flup", "flup", "flup_app.py", "scgi", ("flup",)),
+        Server("scgi", "scgi package", "scgi_pkg_app.py", "scgi", ("scgi",)),
+        Server("uwsgi", "uWSGI", "uwsgi_app.py", "scgi", ("uwsgi",)),
+    )
+}
+SUBJECT = "scgi_twisted"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets."""
+
+    scenario: str
+    reference: str  # a server key, or "" for the RSS target
+    minimum: float = 0.0  # scgi_twisted req/s ÷ reference req/s must be at least this
+    max_growth_mib: float | None = None  # or: RSS growth must be at most this
+
+    def describe(self) -> str:
+        """Say the target in words."""
+        title = SCENARIOS[self.scenario].title
+        if self.max_growth_mib is not None:
+            return f"{title}: scgi_twisted RSS growth <= {self.max_growth_mib:g} MiB"
+        return f"{title}: >= {self.minimum:.2f}x {SERVERS[self.reference].label}"
+
+
+TARGETS = (
+    Target("hello-c32", "twisted_http", 1.5),
+    Target("hello-c32", "flup", 1.0),
+    Target("hello-c32", "scgi", 1.0),
+    Target("hello-c32", "minimal", 0.75),
+    Target("post1m-c8", "twisted_http", 2.5),
+    Target("post1m-c8", "minimal", 0.75),
+    Target("big-c8", "minimal", 0.9),
+    Target("post64m", "", max_growth_mib=4.0),
+    Target("nginx-hello-c32", "twisted_http_ka", 1.1),
+)
+
+
+@dataclass
+class Cell:
+    """The runs and medians of one (scenario, transport, server)."""
+
+    scenario: str
+    transport: str
+    server: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    median: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    skipped: str = ""
+    rss_before_mib: float = 0.0
+    peak_rss_mib: float = 0.0
+    rss_growth_mib: float = 0.0
+    time_wait: int | None = None
+    contended: list[dict[str, Any]] = field(default_factory=list)
+
+
+# --- prerequisites -------------------------------------------------------------
+
+
+APT_HINT = {
+    "cc": "apt-get install -y gcc",
+    "taskset": "apt-get install -y util-linux",
+    "wrk": "apt-get install -y wrk",
+    "nginx": "apt-get install -y nginx-light",
+}
+PIP_HINT = "python3 -m pip install -r bench/requirements.txt"
+
+
+def nginx_binary() -> str | None:
+    """Return the nginx binary (Debian puts it in /usr/sbin)."""
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+
+
+def uwsgi_binary() -> str | None:
+    """Return the uwsgi binary pip installed beside this Python, or on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "uwsgi")
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which("uwsgi")
+
+
+def _importable(module: str) -> bool:
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+def check_prerequisites(
+    scenarios: list[Scenario], servers: list[Server], cpus: tuple[int, int]
+) -> list[str]:
+    """Return one line per missing prerequisite (empty if all is there)."""
+    missing: list[str] = []
+    cc = os.environ.get("CC", "cc")
+    if not shutil.which(cc):
+        missing.append(f"C compiler '{cc}' (for bench/loadgen.c): {APT_HINT['cc']}")
+    if not shutil.which("taskset"):
+        missing.append(f"taskset: {APT_HINT['taskset']}")
+    allowed = os.sched_getaffinity(0)
+    for cpu in cpus:
+        if cpu not in allowed:
+            missing.append(
+                f"CPU {cpu} (this process may run on {sorted(allowed)}); "
+                "the benchmark needs two cores: see --server-cpu/--load-cpu"
+            )
+    need_wrk = any(s.load == "wrk" for s in servers) or any(s.nginx for s in scenarios)
+    if need_wrk and not shutil.which("wrk"):
+        missing.append(f"wrk: {APT_HINT['wrk']}")
+    if any(s.nginx for s in scenarios) and not nginx_binary():
+        missing.append(f"nginx: {APT_HINT['nginx']}")
+    if not _importable("twisted.web.server"):
+        missing.append(f"Twisted: python3 -m pip install -e {REPO}")
+    modules = {"flup": "flup.server.scgi", "scgi": "scgi.scgi_server"}
+    for server in servers:
+        for need in server.needs:
+            if need in modules and not _importable(modules[need]):
+                missing.append(f"Python package {need}: {PIP_HINT}")
+            if need == "uwsgi" and not uwsgi_binary():
+                missing.append(f"uwsgi binary: {PIP_HINT} (builds uWSGI with gcc)")
+    return missing
+
+
+def build_loadgen() -> None:
+    """Compile bench/loadgen.c into bench/out/loadgen if it is missing or stale."""
+    os.makedirs(OUT, exist_ok=True)
+    if os.path.exists(LOADGEN) and os.path.getmtime(LOADGEN) >= os.path.getmtime(
+        LOADGEN_SRC
+    ):
+        return
+    cc = os.environ.get("CC", "cc")
+    command = [cc, "-O2", "-Wall", "-o", LOADGEN, LOADGEN_SRC]
+    print("building:", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+# --- processes -----------------------------------------------------------------
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tree.setdefault(int(fields[1]), []).append(int(entry))
+    return tree
+
+
+def process_tree(pid: int) -> list[int]:
+    """Return ``pid`` and all its descendants."""
+    tree = _children()
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(tree.get(current, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """Return the user+system CPU time of these processes (all their threads)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+def _status_kib(pid: int, key: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_mib(pids: list[int], key: str) -> float:
+    """Return the sum of ``VmRSS`` or ``VmHWM`` over these processes, in MiB."""
+    return sum(_status_kib(pid, key) for pid in pids) / 1024
+
+
+def reset_peak_rss(pids: list[int]) -> bool:
+    """Reset ``VmHWM`` to the current RSS (``clear_refs`` 5); False if not allowed."""
+    done = True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as clear:
+                clear.write("5")
+        except OSError:
+            done = False
+    return done
+
+
+def cpu_busy_seconds(cpu: int) -> tuple[float, float]:
+    """Return (user+nice+system, steal) seconds that CPU ``cpu`` spent since boot."""
+    with open("/proc/stat") as stat:
+        for line in stat:
+            if line.startswith(f"cpu{cpu} "):
+                ticks = [int(v) for v in line.split()[1:]]
+                return (ticks[0] + ticks[1] + ticks[2]) / CLK_TCK, ticks[7] / CLK_TCK
+    return 0.0, 0.0
+
+
+def time_wait_count() -> int:
+    """Count TCP sockets in TIME_WAIT on this machine (/proc/net/tcp, tcp6)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            next(lines, None)
+            count += sum(1 for line in lines if line.split()[3] == "06")
+    return count
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_listening(
+    address: str, process: subprocess.Popen[bytes], seconds: float
+) -> None:
+    """Wait until ``address`` (``tcp:H:P`` or ``unix:PATH``) accepts connections."""
+    kind, _, rest = address.partition(":")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with status {process.returncode}")
+        try:
+            if kind == "unix":
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.connect(rest)
+            else:
+                host, _, port = rest.rpartition(":")
+                with socket.create_connection((host, int(port)), timeout=1):
+                    pass
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"not listening on {address} after {seconds:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
+    """Stop a process group this script started (by its id), then reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+    # Whatever is left in the group (the scgi package's child, nginx's worker).
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def started(
+    command: list[str], address: str, log_path: str, stop_signal: int = signal.SIGTERM
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a command in its own process group until the block ends.
+
+    It must be listening on ``address`` within 30 s; at the end it gets
+    ``stop_signal`` (then SIGKILL after 5 s).
+    """
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+    try:
+        wait_listening(address, process, 30)
+        yield process
+    finally:
+        stop(process, stop_signal)
+
+
+def log_tail(path: str, lines: int = 15) -> str:
+    """Return the last lines of a log file."""
+    try:
+        with open(path, errors="replace") as log:
+            return "".join(log.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --- nginx ---------------------------------------------------------------------
+
+_SCGI_PARAMS = """
+            scgi_param REQUEST_METHOD $request_method;
+            scgi_param REQUEST_URI $request_uri;
+            scgi_param QUERY_STRING $query_string;
+            scgi_param CONTENT_TYPE $content_type;
+            scgi_param DOCUMENT_URI $document_uri;
+            scgi_param DOCUMENT_ROOT $document_root;
+            scgi_param SCGI 1;
+            scgi_param SERVER_PROTOCOL $server_protocol;
+            scgi_param REQUEST_SCHEME $scheme;
+            scgi_param HTTPS $https if_not_empty;
+            scgi_param REMOTE_ADDR $remote_addr;
+            scgi_param REMOTE_PORT $remote_port;
+            scgi_param SERVER_PORT $server_port;
+            scgi_param SERVER_NAME $server_name;
+            scgi_param HTTP_HOST $host;"""
+
+
+def nginx_config(
+    workdir: str, port: int, backend: str, mode: str, error_log: str
+) -> str:
+    """Write an nginx config in ``workdir``; return its path.
+
+    :param backend: ``unix:PATH`` or ``HOST:PORT``.
+    :param mode: ``scgi`` (scgi_pass), ``http`` (proxy_pass, a connection per
+        request) or ``http-keepalive`` (proxy_pass with ``keepalive 32``).
+    """
+    temp = {
+        name: os.path.join(workdir, name)
+        for name in ("client_body", "proxy", "scgi", "fastcgi", "uwsgi")
+    }
+    for path in temp.values():
+        os.makedirs(path, exist_ok=True)
+    if mode == "scgi":
+        location = f"scgi_pass backend;{_SCGI_PARAMS}"
+        upstream = ""
+    else:
+        location = (
+            "proxy_pass http://backend;\n            proxy_set_header Host $host;"
+        )
+        upstream = ""
+        if mode == "http-keepalive":
+            upstream = "keepalive 32;\n        keepalive_requests 1000000;"
+            location += (
+                "\n            proxy_http_version 1.1;"
+                '\n            proxy_set_header Connection "";'
+            )
+    user = "user root;" if os.geteuid() == 0 else ""
+    config = f"""# generated by bench/run.py
+{user}
+daemon off;
+master_process on;
+worker_processes 1;
+pid {workdir}/nginx.pid;
+error_log {error_log} warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_max_body_size 0;
+    client_body_temp_path {temp["client_body"]};
+    proxy_temp_path {temp["proxy"]};
+    scgi_temp_path {temp["scgi"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    upstream backend {{
+        server {backend};
+        {upstream}
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            {location}
+        }}
+    }}
+}}
+"""
+    path = os.path.join(workdir, "nginx.conf")
+    with open(path, "w") as out:
+        out.write(config)
+    return path
+
+
+# --- load ----------------------------------------------------------------------
+
+
+def wrk_script(method: str, body_size: int) -> str:
+    """Write the Lua script that sets the request and prints JSON; return its path."""
+    path = os.path.join(OUT, f"wrk-{method}-{body_size}.lua")
+    body = ""
+    if method != "GET":
+        body = (
+            f'wrk.method = "{method}"\n'
+            f'wrk.body = string.rep("x", {body_size})\n'
+            'wrk.headers["Content-Type"] = "application/octet-stream"\n'
+        )
+    script = (
+        body
+        + """done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "bytes": %d, "connect": %d, "read": %d, '
+    .. '"write": %d, "status": %d, "timeout": %d, "p50": %f, "p90": %f, "p99": %f, '
+    .. '"max": %f, "mean": %f}\\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
+    e.status, e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean))
+end
+"""
+    )
+    with open(path, "w") as out:
+        out.write(script)
+    return path
+
+
+def run_load(
+    scenario: Scenario,
+    tool: str,
+    target: str,
+    *,
+    duration: float,
+    cpu: int,
+    max_requests: int = 0,
+    concurrency: int | None = None,
+    path: str | None = None,
+    method: str | None = None,
+    body: int | None = None,
+) -> dict[str, Any]:
+    """Run one load pinned to ``cpu``; return loadgen's JSON or wrk's, normalised.
+
+    :param tool: ``scgi`` or ``http`` (loadgen) or ``wrk``.
+    :param target: ``tcp:HOST:PORT``/``unix:PATH`` (loadgen) or a URL (wrk).
+    """
+    concurrency = concurrency or scenario.concurrency
+    method = method or scenario.method
+    path = path or scenario.path
+    body = scenario.body if body is None else body
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if tool == "wrk":
+        command = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{concurrency}"]
+        command += [f"-d{max(1, round(duration))}s", "--timeout", "30s"]
+        command += ["-s", wrk_script(method, body), target + path]
+    else:
+        command = ["taskset", "-c", str(cpu), LOADGEN, "--proto", tool]
+        command += ["--target", target, "--method", method, "--path", path]
+        command += ["--body", str(body), "-c", str(concurrency), "-d", str(duration)]
+        if max_requests:
+            command += ["-n", str(max_requests)]
+        command += ["--timeout", "30"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration + 120, check=False
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({done.returncode}): "
+            f"{done.stderr.strip() or done.stdout.strip()}"
+        )
+    raw = json.loads(lines[-1])
+    if tool != "wrk":
+        raw["client_cpu_s"] = client_cpu
+        return raw
+    seconds = raw["duration_us"] / 1e6
+    errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
+    ok = raw["requests"] - raw["status"]
+    return {
+        "tool": "wrk",
+        "requests": raw["requests"],
+        "ok": ok,
+        "non200": raw["status"],
+        "bad_head": 0,
+        "errors": errors,
+        "errors_by_kind": {k: raw[k] for k in ("connect", "read", "write", "timeout")},
+        "duration_s": seconds,
+        "rps": ok / seconds if seconds else 0.0,
+        "latency_ms": {k: raw[k] / 1000 for k in ("p50", "p90", "p99", "max", "mean")},
+        "bytes_read": raw["bytes"],
+        # wrk does not expose body lengths: check the mean response size instead.
+        "mean_response_bytes": raw["bytes"] / raw["requests"] if raw["requests"] else 0,
+        "client_cpu_s": client_cpu,
+    }
+
+
+def check_run(run: dict[str, Any], scenario: Scenario) -> list[str]:
+    """Return what is wrong with a run's responses (empty if all were right)."""
+    problems = []
+    if run["ok"] == 0:
+        problems.append("no successful response")
+    if run["errors"]:
+        problems.append(f"{run['errors']} errors {run['errors_by_kind']}")
+    if run["non200"]:
+        problems.append(f"{run['non200']} non-200 responses")
+    if run.get("bad_head"):
+        problems.append(f"{run['bad_head']} unreadable responses")
+    if run["tool"] == "wrk":
+        if run["ok"] and run["mean_response_bytes"] < scenario.expect_body:
+            problems.append(
+                f"mean response {run['mean_response_bytes']:.0f} B "
+                f"< body {scenario.expect_body} B"
+            )
+    elif run["ok"] and not (
+        run["body_len_min"] == run["body_len_max"] == scenario.expect_body
+    ):
+        problems.append(
+            f"body length {run['body_len_min']}..{run['body_len_max']}, "
+            f"expected {scenario.expect_body}"
+        )
+    return problems
+
+
+# --- one cell ------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    """The command line, resolved."""
+
+    runs: int
+    duration: float
+    warmup: float
+    server_cpu: int
+    load_cpu: int
+    profile: bool
+    workdir: str
+    logdir: str
+    max_other: float = 0.2
+    retries: int = 3
+
+
+def measure(scenario: Scenario, transport: str, server: Server, opts: Options) -> Cell:
+    """Start the server (and nginx), warm up, run the load ``opts.runs`` times."""
+    cell = Cell(scenario.key, transport, server.key)
+    if server.load == "wrk" and not scenario.nginx and transport == "unix":
+        cell.skipped = "wrk cannot use unix sockets"
+        return cell
+    tag = f"{scenario.key}-{transport}-{server.key}"
+    if transport == "unix":
+        sock = os.path.join(opts.workdir, f"{tag}.sock")
+        address = f"unix:{sock}"
+    else:
+        address = f"tcp:127.0.0.1:{free_port()}"
+        cell.time_wait = time_wait_count()
+    command = ["taskset", "-c", str(opts.server_cpu), sys.executable]
+    command += [os.path.join(SERVERS_DIR, server.launcher), "--listen", address]
+    if opts.profile and server.key in ("scgi_twisted", "minimal", "twisted_http"):
+        command += ["--profile", os.path.join(OUT, f"profile-{tag}.prof")]
+    log_path = os.path.join(opts.logdir, f"{tag}.log")
+    with contextlib.ExitStack() as stack:
+        try:
+            process = stack.enter_context(started(command, address, log_path))
+        except RuntimeError as error:
+            cell.problems.append(f"server did not start: {error}")
+            print(log_tail(log_path), file=sys.stderr)
+            return cell
+        frontend: subprocess.Popen[bytes] | None = None
+        if scenario.nginx:
+            port = free_port()
+            workdir = tempfile.mkdtemp(prefix=f"nginx-{tag}-", dir=opts.workdir)
+            backend = address[4:] if transport == "tcp" else address  # H:P, unix:P
+            error_log = os.path.join(opts.logdir, f"{tag}-nginx-error.log")
+            mode = {"scgi": "scgi", "http": "http", "wrk": "http-keepalive"}[
+                server.load
+            ]
+            config = nginx_config(workdir, port, backend, mode, error_log)
+            nginx = nginx_binary()
+            assert nginx is not None
+            nginx_command = ["taskset", "-c", str(opts.load_cpu), nginx]
+            nginx_command += ["-e", error_log, "-p", workdir]
+            nginx_command += ["-c", config]
+            try:
+                frontend = stack.enter_context(
+                    started(
+                        nginx_command,
+                        f"tcp:127.0.0.1:{port}",
+                        os.path.join(opts.logdir, f"{tag}-nginx.log"),
+                        signal.SIGTERM,
+                    )
+                )
+            except RuntimeError as error:
+                cell.problems.append(f"nginx did not start: {error}")
+                print(log_tail(error_log), file=sys.stderr)
+                return cell
+            tool, target = "wrk", f"http://127.0.0.1:{port}"
+        elif server.load == "wrk":
+            tool, target = "wrk", f"http://{address[4:]}"
+        else:
+            tool, target = server.load, address
+        try:
+            _measure_runs(
+                cell,
+                scenario,
+                tool=tool,
+                target=target,
+                process=process,
+                frontend=frontend,
+                opts=opts,
+            )
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            cell.problems.append(str(error))
+        if process.poll() is not None:
+            cell.problems.append(f"the server exited ({process.returncode})")
+    if cell.problems:
+        print(log_tail(log_path), file=sys.stderr)
+    return cell
+
+
+def _measure_runs(
+    cell: Cell,
+    scenario: Scenario,
+    *,
+    tool: str,
+    target: str,
+    process: subprocess.Popen[bytes],
+    frontend: subprocess.Popen[bytes] | None,
+    opts: Options,
+) -> None:
+    # Warm up with the same load; for the 64 MiB POST with small POSTs only, so
+    # that the baseline RSS is not inflated by memory a big request left behind.
+    if scenario.memory:
+        seconds = opts.warmup if tool == "wrk" else 5
+        warm = run_load(
+            scenario,
+            tool,
+            target,
+            duration=seconds,
+            cpu=opts.load_cpu,
+            max_requests=3,
+            concurrency=1,
+            body=MIB,
+        )
+    else:
+        warm = run_load(scenario, tool, target, duration=opts.warmup, cpu=opts.load_cpu)
+    problems = check_run(warm, SCENARIOS["post1m-c8"] if scenario.memory else scenario)
+    if problems:
+        raise RuntimeError("warm-up failed: " + "; ".join(problems))
+    pids = process_tree(process.pid)
+    cell.rss_before_mib = rss_mib(pids, "VmRSS")
+    if not reset_peak_rss(pids):
+        cell.problems.append("could not reset VmHWM: peak RSS includes start-up")
+    retries = opts.retries
+    while len(cell.runs) < opts.runs:
+        pids = process_tree(process.pid)
+        front = process_tree(frontend.pid) if frontend else []
+        cpu0, fcpu0 = cpu_seconds(pids), cpu_seconds(front)
+        core0, steal0 = cpu_busy_seconds(opts.server_cpu)
+        run = run_load(
+            scenario,
+            tool,
+            target,
+            duration=opts.duration,
+            cpu=opts.load_cpu,
+            max_requests=scenario.max_requests,
+        )
+        cpu1, fcpu1 = cpu_seconds(process_tree(process.pid)), cpu_seconds(front)
+        core1, steal1 = cpu_busy_seconds(opts.server_cpu)
+        ok = max(run["ok"], 1)
+        run["server_cpu_s"] = cpu1 - cpu0
+        run["server_cpu_us_per_req"] = (cpu1 - cpu0) / ok * 1e6
+        run["server_core_busy"] = (cpu1 - cpu0) / max(run["duration_s"], 1e-9)
+        run["client_core_busy"] = run["client_cpu_s"] / max(run["duration_s"], 1e-9)
+        # What else ran on the server's core (other processes; also some of the
+        # kernel's loopback work), and what the hypervisor took from it.
+        span = max(run["duration_s"], 1e-9)
+        run["server_core_other"] = max(0.0, (core1 - core0) - (cpu1 - cpu0)) / span
+        run["server_core_steal"] = (steal1 - steal0) / span
+        if frontend is not None:
+            run["nginx_cpu_us_per_req"] = (fcpu1 - fcpu0) / ok * 1e6
+        run["peak_rss_mib"] = rss_mib(process_tree(process.pid), "VmHWM")
+        if run["server_core_other"] > opts.max_other and retries > 0:
+            # Another process took the server's core: this run measured the
+            # machine, not the server.  Do it again (a bounded number of times).
+            retries -= 1
+            cell.contended.append(run)
+            time.sleep(1)
+            continue
+        run["problems"] = check_run(run, scenario)
+        for problem in run["problems"]:
+            if problem not in cell.problems:
+                cell.problems.append(problem)
+        cell.runs.append(run)
+    pids = process_tree(process.pid)
+    cell.peak_rss_mib = rss_mib(pids, "VmHWM")
+    cell.rss_growth_mib = cell.peak_rss_mib - cell.rss_before_mib
+    keys = {
+        "rps": lambda r: r["rps"],
+        "p50_ms": lambda r: r["latency_ms"]["p50"],
+        "p99_ms": lambda r: r["latency_ms"]["p99"],
+        "cpu_us_per_req": lambda r: r["server_cpu_us_per_req"],
+        "server_core_busy": lambda r: r["server_core_busy"],
+        "client_core_busy": lambda r: r["client_core_busy"],
+        "server_core_other": lambda r: r["server_core_other"],
+        "server_core_steal": lambda r: r["server_core_steal"],
+        "peak_rss_mib": lambda r: r["peak_rss_mib"],
+    }
+    if frontend is not None:
+        keys["nginx_cpu_us_per_req"] = lambda r: r["nginx_cpu_us_per_req"]
+    cell.median = {
+        k: statistics.median(f(r) for r in cell.runs) for k, f in keys.items()
+    }
+
+
+# --- the report ----------------------------------------------------------------
+
+
+def ratio(cells: dict[tuple[str, str, str], Cell], key: tuple[str, str, str]) -> float:
+    """Return scgi_twisted's median req/s divided by this cell's (0 if unknown)."""
+    cell = cells.get(key)
+    subject = cells.get((key[0], key[1], SUBJECT))
+    if not cell or not subject or not cell.median or not subject.median:
+        return 0.0
+    if cell.median["rps"] <= 0:
+        return 0.0
+    return subject.median["rps"] / cell.median["rps"]
+
+
+def table(cells: dict[tuple[str, str, str], Cell], opts: Options) -> str:
+    """Format every cell as one table, with ratios."""
+    header = (
+        f"{'scenario':<17} {'via':<5} {'server':<28} {'req/s':>8} {'st/x':>6} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'srv%':>5} "
+        f"{'peak MiB':>8} {'+MiB':>6}  notes"
+    )
+    lines = [header, "-" * len(header)]
+    previous = ("", "")
+    for key, cell in cells.items():
+        scenario, transport, server = key
+        first = (scenario, transport) != previous
+        previous = (scenario, transport)
+        if first and len(lines) > 2:
+            lines.append("")
+        title = SCENARIOS[scenario].title if first else ""
+        via = transport if first else ""
+        label = SERVERS[server].label
+        if SCENARIOS[scenario].nginx:
+            label = "nginx->" + label
+        if cell.skipped:
+            lines.append(
+                f"{title:<17} {via:<5} {label:<28} {'n/a':>8}  ({cell.skipped})"
+            )
+            continue
+        if not cell.median:
+            lines.append(
+                f"{title:<17} {via:<5} {label:<28} {'FAILED':>8}  "
+                + "; ".join(cell.problems)
+            )
+            continue
+        m = cell.median
+        notes = []
+        if cell.problems:
+            notes.append("! " + "; ".join(cell.problems))
+        if m["client_core_busy"] > 0.9:
+            notes.append(f"load core {m['client_core_busy']:.0%} busy")
+        if "nginx_cpu_us_per_req" in m:
+            notes.append(f"nginx {m['nginx_cpu_us_per_req']:.0f} us/req")
+        if cell.contended:
+            notes.append(f"{len(cell.contended)} contended run(s) redone")
+        if m["server_core_other"] > 0.15:
+            notes.append(f"CPU {opts.server_cpu} {m['server_core_other']:.0%} other")
+        if m["server_core_steal"] > 0.05:
+            notes.append(f"{m['server_core_steal']:.0%} stolen")
+        if cell.time_wait and cell.time_wait > TIME_WAIT_WARN:
+            notes.append(f"{cell.time_wait} TIME_WAIT")
+        r = ratio(cells, key)
+        lines.append(
+            f"{title:<17} {via:<5} {label:<28} {m['rps']:>8.0f} "
+            f"{(f'{r:.2f}' if r else '-'):>6} {m['p50_ms']:>7.2f} {m['p99_ms']:>7.2f} "
+            f"{m['cpu_us_per_req']:>10.1f} {m['server_core_busy'] * 100:>5.0f} "
+            f"{cell.peak_rss_mib:>8.1f} {cell.rss_growth_mib:>+6.1f}  "
+            + "; ".join(notes)
+        )
+    return "\n".join(lines)
+
+
+def evaluate_targets(
+    cells: dict[tuple[str, str, str], Cell], transports: list[str]
+) -> list[dict[str, Any]]:
+    """Check each target on each transport that has the figures."""
+    results = []
+    for target in TARGETS:
+        for transport in transports:
+            subject = cells.get((target.scenario, transport, SUBJECT))
+            if not subject or not subject.median:
+                continue
+            if target.max_growth_mib is not None:
+                value = subject.rss_growth_mib
+                passed = value <= target.max_growth_mib
+                shown = f"{value:+.1f} MiB"
+            else:
+                reference = cells.get((target.scenario, transport, target.reference))
+                if not reference or not reference.median:
+                    continue
+                value = ratio(cells, (target.scenario, transport, target.reference))
+                passed = value >= target.minimum
+                shown = f"{value:.2f}x"
+            results.append(
+                {
+                    "target": target.describe(),
+                    "scenario": target.scenario,
+                    "transport": transport,
+                    "reference": target.reference,
+                    "value": value,
+                    "pass": passed,
+                    "shown": shown,
+                    "valid": not subject.problems,
+                }
+            )
+    return results
+
+
+def machine() -> dict[str, Any]:
+    """Describe the machine and the software measured."""
+    info: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(Exception):
+        import twisted
+
+        info["twisted"] = twisted.__version__
+    head = os.path.join(REPO, ".git", "HEAD")
+    with contextlib.suppress(OSError), open(head) as ref:
+        text = ref.read().strip()
+        if text.startswith("ref: "):
+            with open(os.path.join(REPO, ".git", text[5:])) as commit:
+                text = commit.read().strip()
+        info["commit"] = text
+    for name in ("tcp_tw_reuse", "ip_local_port_range"):
+        with contextlib.suppress(OSError), open(f"/proc/sys/net/ipv4/{name}") as value:
+            info[name] = value.read().strip()
+    return info
+
+
+# --- main ----------------------------------------------------------------------
+
+
+def _choose(value: str, known: dict[str, Any], what: str) -> list[str]:
+    chosen = [item.strip() for item in value.split(",") if item.strip()]
+    unknown = [item for item in chosen if item not in known]
+    if unknown:
+        raise SystemExit(
+            f"unknown {what}: {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; return the exit status."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1 run of 1 s each, short warm-ups"
+    )
+    parser.add_argument("--runs", type=int, help="runs per figure, median kept (3)")
+    parser.add_argument("--duration", type=float, help="seconds per run (3)")
+    parser.add_argument("--warmup", type=float, help="warm-up seconds (1)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--transports", default="tcp,unix")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--load-cpu", type=int, default=1)
+    parser.add_argument(
+        "--max-other",
+        type=float,
+        default=0.2,
+        help="redo a run if other processes used more than this share of the "
+        "server's core (0.2)",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=3, help="contended runs redone per figure (3)"
+    )
+    parser.add_argument("--output", default=os.path.join(OUT, "results.json"))
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the Twisted servers under cProfile (slow): bench/out/profile-*.prof",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list scenarios and servers"
+    )
+    args = parser.parse_args(argv)
+    if args.list:
+        for scenario in SCENARIOS.values():
+            print(f"scenario {scenario.key:<16} {scenario.title}")
+        for server in SERVERS.values():
+            print(f"server   {server.key:<16} {server.label} (load: {server.load})")
+        return 0
+    # Always in the canonical order, scgi_twisted first.
+    chosen = set(_choose(args.scenarios, SCENARIOS, "scenarios"))
+    scenarios = [s for k, s in SCENARIOS.items() if k in chosen]
+    chosen = set(_choose(args.servers, SERVERS, "servers"))
+    servers = [s for k, s in SERVERS.items() if k in chosen]
+    chosen = set(_choose(args.transports, {"tcp": 1, "unix": 1}, "transports"))
+    transports = [t for t in ("tcp", "unix") if t in chosen]
+    runs = args.runs or (1 if args.quick else 3)
+    duration = args.duration or (1.0 if args.quick else 3.0)
+    warmup = args.warmup or (0.3 if args.quick else 1.0)
+
+    missing = check_prerequisites(scenarios, servers, (args.server_cpu, args.load_cpu))
+    if missing:
+        print("missing prerequisites:", file=sys.stderr)
+        for line in missing:
+            print("  - " + line, file=sys.stderr)
+        return 2
+    build_loadgen()
+    os.makedirs(OUT, exist_ok=True)
+    logdir = os.path.join(OUT, "logs")
+    os.makedirs(logdir, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="scgi-bench-")
+    opts = Options(
+        runs,
+        duration,
+        warmup,
+        args.server_cpu,
+        args.load_cpu,
+        args.profile,
+        workdir,
+        logdir,
+        args.max_other,
+        args.retries,
+    )
+    print(
+        f"server on CPU {opts.server_cpu}, load on CPU {opts.load_cpu}; {runs} run(s) "
+        f"of {duration:g} s, median kept; logs in {logdir}",
+        flush=True,
+    )
+    cells: dict[tuple[str, str, str], Cell] = {}
+    started_at = time.time()
+    try:
+        for scenario in scenarios:
+            for transport in transports:
+                for server in servers:
+                    print(
+                        f"  {scenario.key:<16} {transport:<5} {server.key:<16}",
+                        end=" ",
+                        flush=True,
+                    )
+                    cell = measure(scenario, transport, server, opts)
+                    cells[(scenario.key, transport, server.key)] = cell
+                    if cell.skipped:
+                        print("skipped:", cell.skipped, flush=True)
+                    elif cell.median:
+                        print(
+                            f"{cell.median['rps']:9.0f} req/s"
+                            + (
+                                "  ! " + "; ".join(cell.problems)
+                                if cell.problems
+                                else ""
+                            ),
+                            flush=True,
+                        )
+                    else:
+                        print("FAILED:", "; ".join(cell.problems), flush=True)
+    except KeyboardInterrupt:
+        print("\ninterrupted: reporting what was measured", file=sys.stderr)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    elapsed = time.time() - started_at
+    print()
+    print(
+        f"scgi_twisted benchmark: median of {runs} run(s) of {duration:g} s; server on "
+        f"CPU {opts.server_cpu}, load generator (and nginx) on CPU {opts.load_cpu}"
+    )
+    print("st/x = scgi_twisted req/s / this row's req/s (> 1: scgi_twisted is faster)")
+    print()
+    print(table(cells, opts))
+    targets = evaluate_targets(cells, transports)
+    if targets:
+        print()
+        print("targets (scgi_twisted vs reference, same scenario and transport):")
+        for result in targets:
+            mark = "PASS" if result["pass"] else "FAIL"
+            if not result["valid"]:
+                mark += "?"
+            print(
+                f"  [{mark}] {result['transport']:<4} {result['target']:<52} "
+                f"got {result['shown']}"
+            )
+    print(f"\n{elapsed:.0f} s; JSON in {args.output}")
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "command": [sys.executable, *sys.argv],
+        "machine": machine(),
+        "options": {
+            "runs": runs,
+            "duration_s": duration,
+            "warmup_s": warmup,
+            "server_cpu": opts.server_cpu,
+            "load_cpu": opts.load_cpu,
+        },
+        "cells": [
+            {
+                "scenario": c.scenario,
+                "transport": c.transport,
+                "server": c.server,
+                "skipped": c.skipped,
+                "problems": c.problems,
+                "median": c.median,
+                "ratio_scgi_twisted_over_this": ratio(cells, key),
+                "rss_before_mib": c.rss_before_mib,
+                "peak_rss_mib": c.peak_rss_mib,
+                "rss_growth_mib": c.rss_growth_mib,
+                "time_wait_before": c.time_wait,
+                "runs": c.runs,
+                "contended_runs": c.contended,
+            }
+            for key, c in cells.items()
+        ],
+        "targets": targets,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as out:
+        json.dump(report, out, indent=1)
+    failed = any(not c.skipped and (c.problems or not c.median) for c in cells.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

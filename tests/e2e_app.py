@@ -1,0 +1,522 @@
+r"""The application the end-to-end tests serve: a ``twisted.web`` tree behind SCGI.
+
+The tree (:func:`buildRoot`) reports what the application saw, so that a test can
+compare it with what the client sent.  Every route answers JSON unless said otherwise:
+
+``/echo``
+    Any method: the request as ``twisted.web`` saw it (method, URI, path, args,
+    ``prepath``/``postpath``, ``prePathURL()``, TLS, client address, host and port,
+    every header value, cookies, the body's length and SHA-256) and the raw SCGI
+    variables in arrival order.
+``/upload``
+    POST: the body's length and SHA-256.
+``/redirect``
+    A ``302`` (set explicitly) to its child ``/redirect/done`` (an ``/echo``), built
+    from ``prePathURL()``.
+``/stream?n=4&delay=0.25``
+    ``n`` lines ``<index> <time.monotonic() when written>``, ``delay`` seconds apart,
+    with ``X-Accel-Buffering: no`` so that nginx passes each on at once.
+``/big``
+    A ``static.File`` of :data:`BIG_SIZE` bytes (:func:`bigFileContent`).
+``/error``
+    Raises, so ``twisted.web`` answers 500.
+``/wsgi``
+    A ``WSGIResource`` on the reactor's thread pool answering ``SCRIPT_NAME``,
+    ``PATH_INFO``, ``QUERY_STRING``, ``wsgi.url_scheme`` and ``REMOTE_ADDR``.
+``/abort?id=X&n=600&delay=0.1``
+    Writes a line every ``delay`` seconds and records how ``notifyFinish()`` ended;
+    ``/abort-status?id=X`` reports the record (404 for an unknown id).
+
+Anything else is twisted.web's 404.
+
+Run it as a server with :func:`main`::
+
+    python -m tests.e2e_app --listen tcp:0:interface=127.0.0.1 \
+        --listen unix:/tmp/x.sock --mount /app --ready-file /tmp/ready.json
+
+Once every endpoint listens, the ready file (written atomically) holds JSON: ``pid``,
+``tcp`` (a list of ``{"host", "port"}`` with the ports actually bound) and ``unix`` (a
+list of socket paths).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
+
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.python.failure import Failure
+from twisted.python.urlpath import URLPath
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.static import File
+from twisted.web.wsgi import WSGIResource
+
+from scgi_twisted import SCGISite, getSCGIVariables
+
+if TYPE_CHECKING:
+    from twisted.python.threadpool import ThreadPool
+    from twisted.web.server import Request
+
+__all__ = [
+    "BIG_SIZE",
+    "AbortRecord",
+    "AppState",
+    "bigFileContent",
+    "buildRoot",
+    "main",
+]
+
+BIG_SIZE = 1024 * 1024
+"""The size of ``/big``, in bytes."""
+
+_log = Logger()
+
+_StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+def bigFileContent() -> bytes:
+    """Return the deterministic content of ``/big``: chained SHA-256 digests."""
+    digest = b"scgi_twisted"
+    pieces = []
+    for _ in range(BIG_SIZE // 32):
+        digest = hashlib.sha256(digest).digest()
+        pieces.append(digest)
+    return b"".join(pieces)
+
+
+@dataclass
+class AbortRecord:
+    """What happened to one ``/abort`` request.
+
+    :ivar writes: how many lines were written.
+    :ivar outcome: ``None`` while running, then ``"finished"`` or ``"errback"``
+        (the ``notifyFinish()`` Deferred failed: the connection went away).
+    :ivar reason: the failure's exception type and message, for ``"errback"``.
+    """
+
+    writes: int = 0
+    outcome: str | None = None
+    reason: str = ""
+    _waiters: list[Deferred[AbortRecord]] = field(default_factory=list, repr=False)
+
+    def whenDone(self) -> Deferred[AbortRecord]:
+        """Return a Deferred that fires with this record once the request ended."""
+        waiter: Deferred[AbortRecord] = Deferred()
+        if self.outcome is None:
+            self._waiters.append(waiter)
+        else:
+            waiter.callback(self)
+        return waiter
+
+    def _end(self, outcome: str, reason: str = "") -> None:
+        """Record the outcome and tell the waiters."""
+        self.outcome = outcome
+        self.reason = reason
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(self)
+
+    def asJSON(self) -> dict[str, object]:
+        """Return the record as a JSON-able dict."""
+        return {"writes": self.writes, "outcome": self.outcome, "reason": self.reason}
+
+
+@dataclass
+class AppState:
+    """The application's shared state, visible to in-process tests.
+
+    :ivar aborts: the ``/abort`` records, by ``id``.
+    """
+
+    aborts: dict[str, AbortRecord] = field(default_factory=dict)
+
+    def abortRecord(self, key: str) -> AbortRecord:
+        """Return the record for ``key``, creating it if needed."""
+        return self.aborts.setdefault(key, AbortRecord())
+
+
+def _text(value: bytes) -> str:
+    """Decode bytes as Latin-1, which never fails and keeps every byte."""
+    return value.decode("latin-1")
+
+
+def _arg(request: Request, name: bytes, default: str) -> str:
+    """Return the first value of query argument ``name``, or ``default``."""
+    args: dict[bytes, list[bytes]] = request.args or {}
+    values = args.get(name)
+    return _text(values[0]) if values else default
+
+
+def _json(request: Request, value: object) -> bytes:
+    """Set the JSON content type and return ``value`` encoded."""
+    request.setHeader(b"Content-Type", b"application/json")
+    return json.dumps(value, sort_keys=True).encode("utf-8")
+
+
+def _bodyDigest(request: Request) -> tuple[int, str]:
+    """Return the length and SHA-256 (hex) of the request body."""
+    content = cast("IO[bytes] | None", request.content)
+    digest = hashlib.sha256()
+    length = 0
+    if content is not None:
+        content.seek(0)
+        while chunk := content.read(65536):
+            digest.update(chunk)
+            length += len(chunk)
+    return length, digest.hexdigest()
+
+
+def _address(address: object) -> dict[str, object]:
+    """Describe an ``IAddress`` as JSON."""
+    if isinstance(address, IPv4Address | IPv6Address):
+        return {"type": address.type, "host": address.host, "port": address.port}
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        return {"type": "UNIX", "name": _text(name) if name else None}
+    return {"type": repr(address)}
+
+
+class _Leaf(Resource):
+    """A resource with no children: ``postpath`` is left for it to see."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        """Create the resource."""
+        Resource.__init__(self)
+
+
+class Echo(_Leaf):
+    """``/echo``: describe the request as the application saw it."""
+
+    def render(self, request: Request) -> bytes:
+        """Answer any method with the request's description."""
+        length, sha256 = _bodyDigest(request)
+        variables = getSCGIVariables(request)
+        headers = [
+            [_text(name).lower(), _text(value)]
+            for name, values in request.requestHeaders.getAllRawHeaders()
+            for value in values
+        ]
+        args: dict[bytes, list[bytes]] = request.args or {}
+        host = request.getHost()
+        return _json(
+            request,
+            {
+                "method": _text(request.method),
+                "uri": _text(request.uri),
+                "path": _text(request.path),
+                "args": {
+                    _text(name): [_text(value) for value in values]
+                    for name, values in args.items()
+                },
+                "prepath": [_text(segment) for segment in request.prepath or []],
+                "postpath": [_text(segment) for segment in request.postpath or []],
+                "prePathURL": _text(request.prePathURL()),
+                "isSecure": request.isSecure(),
+                "client": _address(request.getClientAddress()),
+                "host": _address(host),
+                "requestHostname": _text(request.getRequestHostname()),
+                "headers": headers,
+                "received_cookies": {
+                    _text(name): _text(value)
+                    for name, value in request.received_cookies.items()
+                },
+                "body_length": length,
+                "body_sha256": sha256,
+                "scgi": None
+                if variables is None
+                else [[_text(name), _text(value)] for name, value in variables.raw],
+            },
+        )
+
+
+class Upload(_Leaf):
+    """``/upload``: report the length and SHA-256 of a POST body."""
+
+    def render_POST(self, request: Request) -> bytes:
+        """Answer with the body's length and hash."""
+        length, sha256 = _bodyDigest(request)
+        return _json(request, {"length": length, "sha256": sha256})
+
+
+class Redirect(Resource):
+    """``/redirect``: a 302 to ``/redirect/done``, which echoes."""
+
+    def __init__(self) -> None:
+        """Create the resource and its ``done`` child."""
+        Resource.__init__(self)
+        self.putChild(b"done", Echo())
+
+    def render_GET(self, request: Request) -> bytes:
+        """Redirect to the child URL built from ``prePathURL()``."""
+        here = URLPath.fromBytes(request.prePathURL())
+        target = here.child(b"done")
+        location: bytes = str(target).encode("ascii")
+        request.redirect(location)
+        request.setResponseCode(302)
+        request.setHeader(b"Content-Type", b"text/plain")
+        return b"see " + location + b"\n"
+
+
+class Stream(_Leaf):
+    """``/stream``: timestamped lines, written ``delay`` seconds apart."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        """Create the resource; ``clock`` schedules the writes."""
+        super().__init__()
+        self._clock = clock
+
+    def render_GET(self, request: Request) -> object:
+        """Write the first line now and the others later."""
+        count = int(_arg(request, b"n", "4"))
+        delay = float(_arg(request, b"delay", "0.25"))
+        request.setHeader(b"Content-Type", b"text/plain")
+        request.setHeader(b"X-Accel-Buffering", b"no")
+        pending: list[IDelayedCall] = []
+
+        def writeLine(index: int) -> None:
+            pending.clear()
+            request.write(b"%d %.6f\n" % (index, time.monotonic()))
+            if index + 1 < count:
+                pending.append(self._clock.callLater(delay, writeLine, index + 1))
+            else:
+                request.finish()
+
+        def stop(reason: Failure) -> None:
+            for call in pending:
+                call.cancel()
+
+        request.notifyFinish().addErrback(stop)
+        writeLine(0)
+        return NOT_DONE_YET
+
+
+class Abort(_Leaf):
+    """``/abort``: write slowly and record how ``notifyFinish()`` ended."""
+
+    def __init__(self, clock: IReactorTime, state: AppState) -> None:
+        """Create the resource recording into ``state``."""
+        super().__init__()
+        self._clock = clock
+        self._state = state
+
+    def render_GET(self, request: Request) -> object:
+        """Start the slow writes."""
+        record = self._state.abortRecord(_arg(request, b"id", ""))
+        count = int(_arg(request, b"n", "600"))
+        delay = float(_arg(request, b"delay", "0.1"))
+        request.setHeader(b"Content-Type", b"text/plain")
+        request.setHeader(b"X-Accel-Buffering", b"no")
+        pending: list[IDelayedCall] = []
+
+        def tick() -> None:
+            pending.clear()
+            record.writes += 1
+            request.write(b"tick %d\n" % record.writes)
+            if record.writes < count:
+                pending.append(self._clock.callLater(delay, tick))
+            else:
+                request.finish()
+
+        def finished(result: None) -> None:
+            record._end("finished")
+
+        def failed(reason: Failure) -> None:
+            for call in pending:
+                call.cancel()
+            error = reason.value
+            record._end("errback", f"{type(error).__name__}: {error}")
+
+        request.notifyFinish().addCallbacks(finished, failed)
+        tick()
+        return NOT_DONE_YET
+
+
+class AbortStatus(_Leaf):
+    """``/abort-status?id=X``: the :class:`AbortRecord` of an ``/abort`` request."""
+
+    def __init__(self, state: AppState) -> None:
+        """Create the resource reading ``state``."""
+        super().__init__()
+        self._state = state
+
+    def render_GET(self, request: Request) -> bytes:
+        """Answer the record, or 404 for an id never seen."""
+        record = self._state.aborts.get(_arg(request, b"id", ""))
+        if record is None:
+            request.setResponseCode(404)
+            return _json(request, None)
+        return _json(request, record.asJSON())
+
+
+class Error(_Leaf):
+    """``/error``: fail while rendering."""
+
+    def render_GET(self, request: Request) -> bytes:
+        """Raise, so that twisted.web answers 500."""
+        raise RuntimeError("the /error resource always fails")
+
+
+def wsgiApp(environ: dict[str, Any], start_response: _StartResponse) -> Iterable[bytes]:
+    """Answer the WSGI view of the request as JSON."""
+    keys = ("SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "wsgi.url_scheme")
+    body = json.dumps(
+        {key: environ.get(key) for key in (*keys, "REMOTE_ADDR", "REQUEST_METHOD")},
+        sort_keys=True,
+    ).encode("utf-8")
+    start_response(
+        "200 OK",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
+def buildRoot(
+    state: AppState,
+    clock: IReactorTime,
+    *,
+    threadpool: ThreadPool | None = None,
+    bigFile: Path | None = None,
+) -> Resource:
+    """Build the resource tree.
+
+    :param state: where ``/abort`` records go.
+    :param clock: schedules ``/stream`` and ``/abort`` writes; for ``/wsgi`` it must
+        also be the reactor (it calls back from the thread pool).
+    :param threadpool: the pool ``/wsgi`` runs on; without it there is no ``/wsgi``.
+    :param bigFile: the file ``/big`` serves; without it there is no ``/big``.
+    :returns: the root resource.
+    """
+    root = Resource()
+    root.putChild(b"echo", Echo())
+    root.putChild(b"upload", Upload())
+    root.putChild(b"redirect", Redirect())
+    root.putChild(b"stream", Stream(clock))
+    root.putChild(b"error", Error())
+    root.putChild(b"abort", Abort(clock, state))
+    root.putChild(b"abort-status", AbortStatus(state))
+    if bigFile is not None:
+        root.putChild(b"big", File(str(bigFile)))
+    if threadpool is not None:
+        wsgi = WSGIResource(clock, threadpool, wsgiApp)
+        root.putChild(b"wsgi", wsgi)
+    return root
+
+
+def _writeReady(path: Path, ports: list[IListeningPort]) -> None:
+    """Write the ready file atomically: the pid and every bound address."""
+    tcp: list[dict[str, object]] = []
+    unix: list[str] = []
+    for port in ports:
+        address = port.getHost()
+        if isinstance(address, IPv4Address | IPv6Address):
+            tcp.append({"host": address.host, "port": address.port})
+        elif isinstance(address, UNIXAddress) and address.name is not None:
+            unix.append(_text(address.name))
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps({"pid": os.getpid(), "tcp": tcp, "unix": unix}))
+    os.replace(temporary, path)
+
+
+def _parseArguments(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.e2e_app", description=__doc__.split("\n", 1)[0]
+    )
+    parser.add_argument(
+        "--listen",
+        action="append",
+        required=True,
+        metavar="ENDPOINT",
+        help="a server endpoint string, e.g. tcp:0:interface=127.0.0.1; repeatable",
+    )
+    parser.add_argument("--mount", default=None, help="SCGISite(mount=...)")
+    parser.add_argument(
+        "--max-body-size", type=int, default=None, help="SCGISite(max_body_size=...)"
+    )
+    parser.add_argument(
+        "--ready-file", type=Path, default=None, help="where to write the bound ports"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where to write the file /big serves (default: a temporary directory)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the tree over SCGI on every ``--listen`` endpoint until SIGTERM.
+
+    :param argv: the arguments (default: ``sys.argv[1:]``).
+    :returns: the exit status.
+    """
+    from twisted.internet import reactor as _reactor
+    from twisted.internet.endpoints import serverFromString
+
+    reactor: Any = _reactor
+    options = _parseArguments(argv)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
+    status = [0]
+    with contextlib.ExitStack() as cleanup:
+        data = options.data_dir
+        if data is None:
+            data = Path(
+                cleanup.enter_context(
+                    tempfile.TemporaryDirectory(prefix="scgi-e2e-app-")
+                )
+            )
+        bigFile = data / "big.bin"
+        bigFile.write_bytes(bigFileContent())
+        root = buildRoot(
+            AppState(), reactor, threadpool=reactor.getThreadPool(), bigFile=bigFile
+        )
+        site = SCGISite(
+            root,
+            mount=options.mount,
+            max_body_size=options.max_body_size,
+            reactor=reactor,
+        )
+        listening = gatherResults(
+            [
+                serverFromString(reactor, description).listen(site)
+                for description in options.listen
+            ],
+            consumeErrors=True,
+        )
+
+        def ready(ports: list[IListeningPort]) -> None:
+            if options.ready_file is not None:
+                _writeReady(options.ready_file, ports)
+            _log.info(
+                "Listening on {addresses}", addresses=[p.getHost() for p in ports]
+            )
+
+        def failed(reason: Failure) -> None:
+            _log.failure("Could not listen", reason)
+            status[0] = 1
+            reactor.callWhenRunning(reactor.stop)
+
+        listening.addCallbacks(ready, failed)
+        reactor.run()
+    return status[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
