@@ -12,14 +12,18 @@ Serve any ``twisted.web`` resource tree to nginx, Apache or lighttpd over SCGI::
 
 from __future__ import annotations
 
-from ._channel import SCGIChannel, SCGIConfig, getSCGIVariables
+from ._channel import SCGIChannel, SCGIConfig, deliverBody, getSCGIVariables
 from ._environ import SCGIVariables
 from ._errors import (
     BodyTooLargeError,
+    ClientError,
+    ConnectFailedError,
     HeaderTooLargeError,
     LocalProtocolError,
+    MalformedResponseError,
     PrematureEOFError,
     RemoteProtocolError,
+    ResponseTimeoutError,
     SCGIError,
 )
 from ._sansio import (
@@ -30,22 +34,30 @@ from ._sansio import (
     encode_response_head,
 )
 from ._site import SCGISite
+from ._streaming import IStreamingUploadResource, NotStreamingError
 
 __all__ = [
     "BodyReceived",
     "BodyTooLargeError",
+    "ClientError",
+    "ConnectFailedError",
     "HeaderTooLargeError",
     "HeadersReceived",
+    "IStreamingUploadResource",
     "LocalProtocolError",
+    "MalformedResponseError",
+    "NotStreamingError",
     "PrematureEOFError",
     "RemoteProtocolError",
     "RequestEnded",
+    "ResponseTimeoutError",
     "SCGIChannel",
     "SCGIConfig",
     "SCGIError",
     "SCGIParser",
     "SCGISite",
     "SCGIVariables",
+    "deliverBody",
     "encode_response_head",
     "getSCGIVariables",
 ]

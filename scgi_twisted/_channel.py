@@ -24,10 +24,13 @@ Connection rules, all tested:
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
+from urllib.parse import parse_qs
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
@@ -36,11 +39,15 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableProtocol,
     IProducer,
+    IProtocol,
     ITCPTransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import datetimeToString
+from twisted.web.server import version as server_version
 from zope.interface import implementer
 
 from ._environ import (
@@ -48,6 +55,7 @@ from ._environ import (
     client_address,
     is_secure,
     mount_depth,
+    path_segments,
     request_headers,
     request_method,
     request_protocol,
@@ -70,6 +78,7 @@ from ._sansio import (
     State,
     encode_response_head,
 )
+from ._streaming import BodyProducer, IStreamingUploadResource, NotStreamingError
 
 if TYPE_CHECKING:
     from twisted.web.http_headers import Headers
@@ -86,6 +95,23 @@ class _Request(TypingProtocol):
     chunked: int
     prepath: list[bytes] | None
     postpath: list[bytes] | None
+    method: bytes
+    uri: bytes
+    path: bytes
+    clientproto: bytes
+    args: dict[bytes, list[bytes]]
+    content: Any
+    site: Any
+    sitepath: list[bytes]
+
+    def setHeader(self, name: bytes, value: bytes) -> None:
+        """Set a response header."""
+
+    def render(self, resource: Any) -> None:
+        """Render a resource."""
+
+    def processingFailed(self, reason: Failure) -> object:
+        """Answer 500 for a failure."""
 
     def parseCookies(self) -> None:
         """Parse the Cookie headers."""
@@ -103,9 +129,16 @@ class _Request(TypingProtocol):
         """Tell the request that its connection went away."""
 
 
-__all__ = ["SCGIChannel", "SCGIConfig", "getSCGIVariables"]
+__all__ = ["SCGIChannel", "SCGIConfig", "deliverBody", "getSCGIVariables"]
 
 _log = Logger()
+
+
+def _failure_current() -> Failure:
+    """Return a ``Failure`` for the exception being handled."""
+    error = sys.exc_info()[1]
+    assert error is not None
+    return Failure(error, type(error), error.__traceback__)  # type: ignore[no-untyped-call]
 
 
 def _failure(error: BaseException) -> Failure:
@@ -142,6 +175,11 @@ class SCGIConfig:
         aborted if the peer ignores the close, in seconds.
     :ivar max_drain: the most request bytes read and dropped after an early answer
         before the connection is aborted.
+    :ivar header_timeout: how long the whole header block may take to arrive, in
+        seconds; ``None`` means the channel's ``timeOut``.
+    :ivar stream_uploads: look up the resource as soon as the headers of a request
+        with a body arrive, so that an :class:`IStreamingUploadResource` can read the
+        body as it comes.
     """
 
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
@@ -153,6 +191,8 @@ class SCGIConfig:
     linger_timeout: float = 5.0
     abort_timeout: float = 15.0
     max_drain: int = 128 * 1024 * 1024
+    header_timeout: float | None = None
+    stream_uploads: bool = True
 
 
 _DEFAULT_CONFIG = SCGIConfig()
@@ -172,6 +212,26 @@ def getSCGIVariables(request: object) -> SCGIVariables | None:
     if isinstance(channel, SCGIChannel):
         return channel.variables
     return None
+
+
+def deliverBody(request: object, protocol: IProtocol) -> None:
+    """Deliver the body of a streamed request to ``protocol`` as it arrives.
+
+    Call it from the ``render_*`` method of an :class:`IStreamingUploadResource`.
+
+    :param request: the request being rendered.
+    :param protocol: receives ``makeConnection(producer)`` (an ``IPushProducer`` for
+        flow control), ``dataReceived(data)`` for every piece of the body, and
+        ``connectionLost(reason)`` at its end: ``ResponseDone`` when the body is
+        complete, any other failure when it never will be.
+    :raises NotStreamingError: if the request's body is not streamed (the resource
+        does not provide the interface, the request has no body, the body was
+        already given to a protocol, or the request did not arrive over SCGI).
+    """
+    channel = getattr(request, "channel", None)
+    if not isinstance(channel, SCGIChannel) or not channel._streamingBody:
+        raise NotStreamingError("this request's body is not streamed")
+    channel._deliverBodyTo(protocol)
 
 
 @implementer(IHalfCloseableProtocol)
@@ -211,6 +271,15 @@ class SCGIChannel(Protocol):
     _lingerCall: IDelayedCall | None = None
     _abortCall: IDelayedCall | None = None
     _lost: bool = False
+    _tracker: Any = None
+    _traversal: tuple[Any, list[bytes], list[bytes], list[bytes], Any] | None = None
+    _streamingBody: bool = False
+    _bodyReceiver: IProtocol | None = None
+    _bodyPending: list[bytes] | None = None
+    _bodyPaused: bool = False
+    _bodyStopped: bool = False
+    _bodyNotified: bool = False
+    _processing: bool = False
 
     # Connection events.
 
@@ -226,7 +295,10 @@ class SCGIChannel(Protocol):
         if ITCPTransport.providedBy(self.transport):
             with contextlib.suppress(OSError):
                 self.transport.setTcpNoDelay(True)
-        self._setTimeout(self.timeOut)
+        if self._tracker is not None:
+            self._tracker._channelOpened(self)
+        header_timeout = config.header_timeout
+        self._setTimeout(self.timeOut if header_timeout is None else header_timeout)
 
     def dataReceived(self, data: bytes) -> None:
         """Feed the parser and act on every event it gives."""
@@ -238,7 +310,9 @@ class SCGIChannel(Protocol):
         self._processEvents()
         # Any read that leaves the body unfinished restarts the idle timeout, the
         # read that completed the header block included.
-        if parser.state is State.BODY and not (self._draining or self._lost):
+        if parser.state is State.BODY and not (
+            self._draining or self._lost or self._bodyPaused
+        ):
             self._setTimeout(self.timeOut)
 
     def readConnectionLost(self) -> None:
@@ -276,6 +350,8 @@ class SCGIChannel(Protocol):
                 call.cancel()
         self._lingerCall = self._abortCall = None
         self._abortRequest(reason)
+        if self._tracker is not None:
+            self._tracker._channelClosed(self)
 
     def _setTimeout(self, seconds: float | None) -> None:
         """Start, restart (``seconds``) or stop (``None``) the request timer."""
@@ -307,6 +383,9 @@ class SCGIChannel(Protocol):
 
     def _processEvents(self) -> None:
         """Take every event the parser has ready; no exception escapes."""
+        if self._processing:
+            return
+        self._processing = True
         try:
             try:
                 self._takeEvents()
@@ -316,18 +395,23 @@ class SCGIChannel(Protocol):
                 self._protocolError(error)
         except Exception:
             self._internalError()
+        finally:
+            self._processing = False
 
     def _takeEvents(self) -> None:
         """Act on each event until the parser needs more bytes."""
         parser = self._parser
-        while True:
+        while not self._bodyPaused:
             event = parser.next_event()
             if event is None:
                 return
             if type(event) is BodyReceived:
-                request = self._request
-                if request is not None:
-                    request.handleContentChunk(event.data)
+                if self._streamingBody:
+                    self._bodyChunk(event.data)
+                else:
+                    request = self._request
+                    if request is not None:
+                        request.handleContentChunk(event.data)
             elif type(event) is HeadersReceived:
                 self._headersReceived(event)
             elif type(event) is RequestEnded:
@@ -369,11 +453,163 @@ class SCGIChannel(Protocol):
         request.parseCookies()
         request.gotLength(event.content_length)
         self._request = request
+        if event.content_length and self.config.stream_uploads:
+            self._lookUpEarly(request)
+
+    def _lookUpEarly(self, request: _Request) -> None:
+        """Find the resource before the body arrives; render it now if it streams.
+
+        The result of the traversal is kept, so that the ordinary path (rendering once
+        the body is complete) does not traverse the tree a second time.
+        """
+        environ = self.variables
+        assert environ is not None
+        uri = request_uri(environ)
+        path, _, query = uri.partition(b"?")
+        if path == b"*":
+            return
+        request.method = request_method(environ)
+        request.uri = uri
+        request.clientproto = request_protocol(environ)
+        request.path = path
+        request.args = parse_qs(query, True) if query else {}
+        request.site = site = self.site
+        request.prepath = []
+        request.postpath = path_segments(path)
+        try:
+            resource = site.getResourceFor(request)  # type: ignore[no-untyped-call]
+        except Exception:
+            # Let the ordinary path traverse again and answer with its error page.
+            _log.failure("Looking up {uri} before its body arrived failed", uri=uri)
+            self._mountPending = True
+            return
+        if IStreamingUploadResource.providedBy(resource):
+            self._streamingBody = True
+            self._bodyPending = []
+            content = request.content
+            if content is not None:
+                content.close()
+            request.content = io.BytesIO()
+            request.setHeader(b"Server", server_version)
+            request.setHeader(b"Date", datetimeToString())  # type: ignore[no-untyped-call]
+            try:
+                request.render(resource)
+            except Exception:
+                request.processingFailed(_failure_current())
+            return
+        self._traversal = (
+            resource,
+            list(request.prepath or ()),
+            list(request.postpath or ()),
+            list(getattr(request, "sitepath", ())),
+            request.site,
+        )
+
+    def _cachedResource(self, request: Any) -> Any:
+        """Return the resource found before the body arrived, restoring the paths.
+
+        :returns: the resource, or ``None`` if there is no cached traversal.
+        """
+        cached = self._traversal
+        if cached is None:
+            return None
+        self._traversal = None
+        resource, prepath, postpath, sitepath, site = cached
+        request.prepath = prepath
+        request.postpath = postpath
+        request.sitepath = sitepath
+        request.site = site
+        return resource
+
+    # Streamed bodies.
+
+    def _bodyChunk(self, data: bytes) -> None:
+        """Hand a piece of a streamed body on, or hold it until a receiver exists."""
+        if self._bodyStopped:
+            return
+        receiver = self._bodyReceiver
+        if receiver is None:
+            assert self._bodyPending is not None
+            self._bodyPending.append(data)
+            self._pauseBody()
+        else:
+            receiver.dataReceived(data)
+
+    def _deliverBodyTo(self, protocol: IProtocol) -> None:
+        """Start delivering the streamed body to ``protocol``."""
+        if self._bodyReceiver is not None or self._bodyStopped:
+            raise NotStreamingError("the body was already delivered to a protocol")
+        self._bodyReceiver = protocol
+        # As with IResponse.deliverBody, the protocol's "transport" is a producer.
+        producer: Any = BodyProducer(self)
+        protocol.makeConnection(producer)
+        pending, self._bodyPending = self._bodyPending or [], []
+        for data in pending:
+            if self._bodyWasStopped():
+                break
+            protocol.dataReceived(data)
+        if self._bodyComplete:
+            self._notifyBodyEnd(None)
+        elif self._lost:
+            self._notifyBodyEnd(_failure(ConnectionDone("the frontend went away")))
+        else:
+            self._resumeBody()
+
+    def _bodyWasStopped(self) -> bool:
+        """Return whether the receiver asked for no more of the body."""
+        return self._bodyStopped
+
+    def _pauseBody(self) -> None:
+        """Stop reading the connection until the body is resumed."""
+        if self._bodyPaused or self._lost or self._draining:
+            return
+        self._bodyPaused = True
+        self._setTimeout(None)
+        self.transport.pauseProducing()
+
+    def _resumeBody(self) -> None:
+        """Read the connection again and deliver what has already arrived."""
+        if not self._bodyPaused or self._lost:
+            return
+        if self._bodyReceiver is None and self._bodyPending:
+            return
+        self._bodyPaused = False
+        self.transport.resumeProducing()
+        if not self._bodyComplete and not self._draining:
+            self._setTimeout(self.timeOut)
+        self._processEvents()
+
+    def _stopBody(self) -> None:
+        """Deliver no more of the body; keep reading it so the close is clean."""
+        self._bodyStopped = True
+        self._bodyReceiver = None
+        self._bodyPending = []
+        if self._bodyPaused:
+            self._bodyPaused = False
+            if not self._lost:
+                self.transport.resumeProducing()
+                self._processEvents()
+
+    def _notifyBodyEnd(self, reason: Failure | None) -> None:
+        """Tell the body's receiver, once, that the body ended (``None``: complete)."""
+        receiver = self._bodyReceiver
+        if receiver is None or self._bodyNotified:
+            return
+        self._bodyNotified = True
+        self._bodyReceiver = None
+        if reason is None:
+            reason = _failure(ResponseDone("the request body is complete"))
+        receiver.connectionLost(reason)
 
     def _requestEnded(self) -> None:
         """The body is complete: hand the request to twisted.web."""
         self._bodyComplete = True
         self._setTimeout(None)
+        if self._streamingBody:
+            self._notifyBodyEnd(None)
+            if self._responseDone:
+                self._closeConnection()
+            return
         request = self._request
         assert request is not None and self.variables is not None
         environ = self.variables
@@ -419,6 +655,9 @@ class SCGIChannel(Protocol):
         if self._draining or self._lost:
             return
         self._draining = True
+        if self._bodyPaused:
+            self._bodyPaused = False
+            self.transport.resumeProducing()
         self._drained = already
         self._drainTarget = target
         self._setTimeout(None)
@@ -451,6 +690,18 @@ class SCGIChannel(Protocol):
         self._setTimeout(None)
         self.transport.loseConnection()
 
+    def _shutDown(self) -> None:
+        """The server is stopping: abandon the request and close, then abort."""
+        if self._lost:
+            return
+        self._abortRequest(_failure(ConnectionDone("the server is shutting down")))
+        self._setTimeout(None)
+        self.transport.loseConnection()
+        if self._abortCall is None:
+            self._abortCall = self.callLater(
+                self.config.abort_timeout, self._forceAbort
+            )
+
     def _forceAbort(self) -> None:
         """Abort a connection whose peer ignored our close."""
         self._lingerCall = self._abortCall = None
@@ -462,6 +713,8 @@ class SCGIChannel(Protocol):
 
     def _abortRequest(self, reason: Failure) -> None:
         """Tell the request (if any, and unfinished) that its connection is gone."""
+        if self._streamingBody and not self._bodyComplete:
+            self._notifyBodyEnd(reason)
         request = self._request
         self._request = None
         if request is not None and not self._responseDone:
@@ -520,7 +773,9 @@ class SCGIChannel(Protocol):
         request = self._request
         if request is not None and request.chunked:
             request.chunked = 0
-            headers.removeHeader(b"Transfer-Encoding")
+        # SCGI responses are delimited by the close: never chunk framing, whoever
+        # set the header.
+        headers.removeHeader(b"Transfer-Encoding")
         reason = reason.replace(b"\r", b" ").replace(b"\n", b" ").replace(b"\0", b" ")
         pairs = [
             (name, value)
@@ -567,6 +822,11 @@ class SCGIChannel(Protocol):
         if self._bodyComplete:
             self._closeConnection()
         else:
+            if self._streamingBody:
+                self._notifyBodyEnd(
+                    _failure(ConnectionDone("the response finished before the body"))
+                )
+                self._bodyStopped = True
             self._startDraining(self._requestEnd, already=self._parser.bytes_received)
 
     def loseConnection(self) -> None:
@@ -582,7 +842,7 @@ class SCGIChannel(Protocol):
 
     # Mounting: called once per request by the SCGI site.
 
-    def _applyMount(self, request: _Request) -> None:
+    def _applyMount(self, request: Any) -> None:
         """Move the mount point's segments from ``postpath`` to ``prepath``, once."""
         if not self._mountPending or self.variables is None:
             return

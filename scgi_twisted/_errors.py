@@ -10,10 +10,14 @@ from __future__ import annotations
 
 __all__ = [
     "BodyTooLargeError",
+    "ClientError",
+    "ConnectFailedError",
     "HeaderTooLargeError",
     "LocalProtocolError",
+    "MalformedResponseError",
     "PrematureEOFError",
     "RemoteProtocolError",
+    "ResponseTimeoutError",
     "SCGIError",
 ]
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.web.resource import IResource
@@ -78,6 +79,16 @@ class SCGISite(Site):
     :param allow: if given, only peers in these IPv4/IPv6 networks (``"127.0.0.1"``,
         ``"10.0.0.0/8"``, ``"::1"``) are served; others are closed at once with one
         log line.  Unix-socket peers are always served.
+    :param header_timeout: how long the whole SCGI header block may take to arrive
+        (slowloris), in seconds; ``None`` means ``timeout``.
+    :param abort_timeout: how long a timed-out or refused connection may ignore our
+        close before it is aborted, in seconds.
+    :param max_connections: the most connections served at once; past it the site
+        stops accepting (the kernel's backlog holds new connections) and resumes when
+        a connection ends.  ``None`` for no limit.
+    :param stream_uploads: look up the resource of a request with a body as soon as
+        its headers arrive, so that an ``IStreamingUploadResource`` can read the body
+        as it comes (other resources behave as usual).
     :param kwargs: passed to ``Site``: ``logPath``, ``logFormatter``, ``reactor``,
         ``parsePOSTFormSubmission``.
 
@@ -104,6 +115,10 @@ class SCGISite(Site):
         timeout: float | None = 60.0,
         spool_threshold: int = 100_000,
         allow: Iterable[str] | None = None,
+        header_timeout: float | None = None,
+        abort_timeout: float = 15.0,
+        max_connections: int | None = None,
+        stream_uploads: bool = True,
         **kwargs: Any,
     ) -> None:
         """Create the site; see the class docstring for the parameters."""
@@ -116,6 +131,13 @@ class SCGISite(Site):
             raise ValueError(f"the mount prefix must start with '/': {mount!r}")
         self.spool_threshold = spool_threshold
         self.allow = None if allow is None else _parse_networks(allow)
+        if max_connections is not None and max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.max_connections = max_connections
+        self._channels: set[SCGIChannel] = set()
+        self._ports: dict[int, Any] = {}
+        self._acceptPaused = False
+        self._drained: list[Deferred[None]] = []
         self.config = SCGIConfig(
             max_header_size=max_header_size,
             max_variables=max_variables,
@@ -124,6 +146,9 @@ class SCGISite(Site):
             mount=mount.rstrip(b"/") or None if mount else None,
             half_close=half_close,
             linger_timeout=linger_timeout,
+            abort_timeout=abort_timeout,
+            header_timeout=header_timeout,
+            stream_uploads=stream_uploads,
         )
 
     @classmethod
@@ -156,12 +181,95 @@ class SCGISite(Site):
             return None
         channel: SCGIChannel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         channel.config = self.config
+        channel._tracker = self
         return channel
+
+    # Connection accounting: the connection limit and graceful shutdown.
+
+    @property
+    def connections(self) -> int:
+        """The number of SCGI connections open now."""
+        return len(self._channels)
+
+    def _channelOpened(self, channel: SCGIChannel) -> None:
+        """Count a new connection; stop accepting at the connection limit."""
+        self._channels.add(channel)
+        port = getattr(channel.transport, "server", None)
+        if port is not None and hasattr(port, "stopReading"):
+            self._ports[id(port)] = port
+        limit = self.max_connections
+        if (
+            limit is not None
+            and len(self._channels) >= limit
+            and not self._acceptPaused
+        ):
+            self._acceptPaused = True
+            _log.warn(
+                "Reached {limit} connections: not accepting until one ends",
+                limit=limit,
+            )
+            for listening in self._ports.values():
+                listening.stopReading()
+
+    def _channelClosed(self, channel: SCGIChannel) -> None:
+        """Forget a connection; accept again below the limit; finish a drain."""
+        self._channels.discard(channel)
+        limit = self.max_connections
+        if self._acceptPaused and (limit is None or len(self._channels) < limit):
+            self._acceptPaused = False
+            for listening in list(self._ports.values()):
+                if getattr(listening, "connected", False):
+                    listening.startReading()
+        if not self._channels and self._drained:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
+
+    def drain(self, grace: float) -> Deferred[None]:
+        """Wait for the open connections to finish, then abort what is left.
+
+        Stop the listening ports first (``stopListening``), then call this: requests
+        in flight complete normally within ``grace`` seconds; connections still open
+        after that are closed, and aborted if they ignore the close.
+
+        :param grace: the grace period, in seconds.
+        :returns: a Deferred that fires once no connection is left.
+        """
+        if not self._channels:
+            return succeed(None)
+        _log.info(
+            "Waiting up to {grace} s for {count} connection(s) to finish",
+            grace=grace,
+            count=len(self._channels),
+        )
+        d: Deferred[None] = Deferred()
+        self._drained.append(d)
+        call = self.reactor.callLater(grace, self._closeRemaining)
+
+        def stopTimer(result: None) -> None:
+            if call.active():
+                call.cancel()
+            return result
+
+        d.addCallback(stopTimer)
+        return d
+
+    def _closeRemaining(self) -> None:
+        """The grace period is over: close every connection still open."""
+        _log.warn(
+            "Grace period over: closing {count} connection(s)",
+            count=len(self._channels),
+        )
+        for channel in list(self._channels):
+            channel._shutDown()
 
     def getResourceFor(self, request: Request) -> IResource:
         """Apply the mount point, then find the resource as ``Site`` does."""
         channel = getattr(request, "channel", None)
         if isinstance(channel, SCGIChannel):
+            cached = channel._cachedResource(request)
+            if cached is not None:
+                return cached  # type: ignore[no-any-return]
             channel._applyMount(request)
         if self._origin is not None:
             resource = self._origin.getResourceFor(request)  # type: ignore[no-untyped-call]
