@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
 from twisted.application import service, strports
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.testing import MemoryReactor
@@ -46,6 +47,9 @@ DEFAULT_LISTEN = "tcp:4000:interface=127.0.0.1"
 
 DEFAULT_TIMEOUT = 60.0
 """The default ``--timeout``, in seconds."""
+
+DEFAULT_GRACE_PERIOD = 10.0
+"""The default ``--grace-period``, in seconds."""
 
 _SIZE = re.compile(r"([0-9]+)(?:([kmg])(?:i?b)?|b)?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -282,8 +286,12 @@ class Options(usage.Options):
         self["max-header-size"] = DEFAULT_MAX_HEADER_SIZE
         self["timeout"] = DEFAULT_TIMEOUT
         self["access-log"] = None
+        self["header-timeout"] = None
+        self["grace-period"] = DEFAULT_GRACE_PERIOD
+        self["max-connections"] = None
         self.defaults.update(
             {
+                "grace-period": f"{DEFAULT_GRACE_PERIOD:g}",
                 "listen": DEFAULT_LISTEN,
                 "max-header-size": str(DEFAULT_MAX_HEADER_SIZE),
                 "timeout": f"{DEFAULT_TIMEOUT:g}",
@@ -413,6 +421,40 @@ class Options(usage.Options):
             raise _fail("timeout", f"{seconds!r} is not a positive number of seconds")
         self["timeout"] = value
 
+    def _seconds(self, option: str, seconds: str, *, allowZero: bool = False) -> float:
+        """Parse a number of seconds for ``--option``, or raise a usage error."""
+        try:
+            value = float(seconds)
+        except ValueError:
+            raise _fail(option, f"{seconds!r} is not a number of seconds") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allowZero):
+            kind = "non-negative" if allowZero else "positive"
+            raise _fail(option, f"{seconds!r} is not a {kind} number of seconds")
+        return value
+
+    def opt_header_timeout(self, seconds: str) -> None:
+        """Seconds the whole SCGI header block may take to arrive (slowloris).
+
+        Defaults to --timeout.
+        """
+        self["header-timeout"] = self._seconds("header-timeout", seconds)
+
+    def opt_grace_period(self, seconds: str) -> None:
+        """On SIGTERM, seconds to let requests in flight finish before closing them.
+
+        The listeners stop accepting at once.
+        """
+        self["grace-period"] = self._seconds("grace-period", seconds, allowZero=True)
+
+    def opt_max_connections(self, count: str) -> None:
+        """Serve at most this many connections at once.
+
+        Past it, new connections wait in the listen backlog until one ends.
+        """
+        if not count.isdigit() or int(count) < 1:
+            raise _fail("max-connections", f"{count!r} is not a positive whole number")
+        self["max-connections"] = int(count)
+
     def opt_allow(self, network: str) -> None:
         """Serve only peers in this IPv4 or IPv6 network; repeat to allow several.
 
@@ -516,6 +558,32 @@ def _root(config: Options, reactor: object) -> tuple[IResource, str]:
     return DefaultPage(), "the built-in page"
 
 
+class SCGIService(service.MultiService):
+    """The listeners of one site, stopped gracefully.
+
+    On stop (SIGTERM, SIGINT) every listener stops accepting at once; requests in
+    flight then have the grace period to finish before their connections are closed.
+
+    :ivar site: the site whose connections are drained.
+    :ivar gracePeriod: the grace period, in seconds.
+    """
+
+    def __init__(self, site: SCGISite, gracePeriod: float) -> None:
+        """Create the service for ``site`` with a grace period in seconds."""
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.site = site
+        self.gracePeriod = gracePeriod
+
+    def stopService(self) -> Deferred[None]:
+        """Stop listening, then wait for the open connections (up to the grace)."""
+        stopped: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
+
+        def drain(_: object) -> Deferred[None]:
+            return self.site.drain(self.gracePeriod)
+
+        return stopped.addCallback(drain)
+
+
 def makeService(config: Options, reactor: Any = None) -> service.MultiService:
     """Build the ``twistd scgi`` service: one SCGI site on every ``--listen``.
 
@@ -536,6 +604,8 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
         max_header_size=config["max-header-size"],
         max_body_size=config["max-body-size"],
         timeout=config["timeout"],
+        header_timeout=config["header-timeout"],
+        max_connections=config["max-connections"],
         half_close=bool(config["half-close"]),
         allow=config["allow"] or None,
         reactor=reactor,
@@ -545,7 +615,7 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
     if accessLog == "-":
         site.logPath = _CommandLineSite.standardOutput
     site.displayTracebacks = bool(config["display-tracebacks"])
-    parent = service.MultiService()  # type: ignore[no-untyped-call]
+    parent = SCGIService(site, config["grace-period"])
     for listen in config["listen"]:
         server = strports.service(listen, site, reactor)
         if _listensEverywhere(server.endpoint) and not config["allow"]:
