@@ -250,20 +250,28 @@ class SCGIParser:
     # The transitions, one method per state.
 
     def _read_length(self) -> bool:
-        """Read the length prefix; return whether it is complete."""
+        """Read the length prefix; return whether it is complete.
+
+        The bytes are judged in order, as if they arrived one at a time, so the
+        verdict on a bad prefix never depends on how the reads split it.
+        """
         buffer = self._buffer
-        colon = buffer.find(b":", 0, self._max_digits + 1)
-        end = colon if colon >= 0 else min(len(buffer), self._max_digits + 1)
-        for index in range(end):
-            if buffer[index] not in _DIGITS:
+        limit = self._max_digits
+        colon = -1
+        for index in range(min(len(buffer), limit + 1)):
+            byte = buffer[index]
+            if byte == _COLON:
+                colon = index
+                break
+            if byte not in _DIGITS:
                 raise RemoteProtocolError(self.ERR_LENGTH_NOT_DIGITS)
-        if end > 1 and buffer[0] == _ZERO:
-            raise RemoteProtocolError(self.ERR_LENGTH_LEADING_ZERO)
-        if colon < 0:
-            if end > self._max_digits or (
-                end == self._max_digits and int(buffer[:end]) > self.max_header_size
+            if index == 1 and buffer[0] == _ZERO:
+                raise RemoteProtocolError(self.ERR_LENGTH_LEADING_ZERO)
+            if index + 1 > limit or (
+                index + 1 == limit and int(buffer[:limit]) > self.max_header_size
             ):
                 raise self._too_large()
+        if colon < 0:
             if self._eof:
                 raise PrematureEOFError(
                     self.ERR_EOF_LENGTH, bytes_received=self.bytes_received
@@ -272,8 +280,6 @@ class SCGIParser:
         if colon == 0:
             raise RemoteProtocolError(self.ERR_EMPTY_LENGTH)
         length = int(buffer[:colon])
-        if length > self.max_header_size:
-            raise self._too_large()
         del buffer[: colon + 1]
         self.body_offset = colon + 1 + length + 1
         self._header_length = length

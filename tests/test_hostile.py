@@ -542,6 +542,7 @@ class Case:
     :ivar status: the expected status, :data:`CLEAN_CLOSE` or :data:`ANY`.
     :ivar body: the exact expected body, if checked.
     :ivar contains: bytes the body must contain.
+    :ivar headers: ``(name, value)`` header lines the response must have.
     :ivar finishes: what the application must have seen (``App.finishes``).
     :ivar slow: left out of the memory rounds (it pauses).
     :ivar unix: also run over the unix socket.
@@ -556,6 +557,7 @@ class Case:
     status: int
     body: bytes | None = None
     contains: tuple[bytes, ...] = ()
+    headers: tuple[tuple[bytes, bytes], ...] = ()
     finishes: tuple[str, ...] = ()
     slow: bool = False
     unix: bool = False
@@ -1051,7 +1053,7 @@ SPEC_CASES: list[Case] = [
         "CR/LF in a header value the application sets become spaces (Twisted "
         "sanitises them): one header line, no injected header, the real body.",
         body=b"ok",
-        contains=(),
+        headers=((b"X-A", b"a Set-Cookie: injected=1  smuggled"),),
     ),
     Case(
         "applicationHeaderNUL",
@@ -1149,8 +1151,23 @@ SPEC_CASES: list[Case] = [
     ),
 ]
 
-CASES: dict[str, Case] = {case.name: case for case in SPEC_CASES}
-assert len(CASES) == len(SPEC_CASES), "case names must be unique"
+REGRESSION_CASES: list[Case] = [
+    # Bugs the fuzzing found; kept out of the memory rounds, so that a failure
+    # names the bug and not a leak.
+    served(
+        "nonUTF8QueryWithBody",
+        buildRequest(
+            nginxVariables(b"/echo?q=caf\xc3\xa9&\xff", REQUEST_METHOD=b"POST"),
+            b"body",
+        ),
+        "A POST whose REQUEST_URI holds raw non-UTF-8 bytes in the query is served "
+        "(the resource lookup before the body must not decode the query as ASCII).",
+        contains=(b"uri=/echo?q=caf\xc3\xa9&\xff\n", b"body=body"),
+    ),
+]
+
+CASES: dict[str, Case] = {case.name: case for case in SPEC_CASES + REGRESSION_CASES}
+assert len(CASES) == len(SPEC_CASES) + len(REGRESSION_CASES), "names must be unique"
 
 SCGI_LOGGERS = "scgi_twisted"
 
@@ -1235,6 +1252,8 @@ class HostileTestCase(TestCase):
             self.assertEqual(response.body, case.body, label)
         for expected in case.contains:
             self.assertIn(expected, response.body, label)
+        for name, value in case.headers:
+            self.assertEqual(response.values(name), [value], label)
 
     def checkLogs(self, case: Case, events: list[LogEvent]) -> None:
         """At most one ``scgi_twisted`` line, and no error unless pinned."""
@@ -1297,7 +1316,7 @@ class HostileInputTests(HostileTestCase):
     """The default site: every hostile case of the table, on TCP and unix sockets."""
 
 
-addCases(HostileInputTests, SPEC_CASES)
+addCases(HostileInputTests, SPEC_CASES + REGRESSION_CASES)
 
 
 class HostileSuiteSanityTests(TestCase):
