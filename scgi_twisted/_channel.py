@@ -27,10 +27,10 @@ import contextlib
 import io
 import socket
 import sys
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
-from urllib.parse import parse_qs
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
@@ -46,7 +46,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
-from twisted.web.http import datetimeToString
+from twisted.web.http import datetimeToString, parse_qs
 from twisted.web.server import version as server_version
 from zope.interface import implementer
 
@@ -132,6 +132,12 @@ class _Request(TypingProtocol):
 __all__ = ["SCGIChannel", "SCGIConfig", "deliverBody", "getSCGIVariables"]
 
 _log = Logger()
+
+_LARGE_BODY = 64 * 1024
+"""A body larger than this is read in :data:`_LARGE_READ` pieces."""
+
+_LARGE_READ = 256 * 1024
+"""The read size for large bodies, in bytes."""
 
 
 def _failure_current() -> Failure:
@@ -226,12 +232,26 @@ def deliverBody(request: object, protocol: IProtocol) -> None:
         complete, any other failure when it never will be.
     :raises NotStreamingError: if the request's body is not streamed (the resource
         does not provide the interface, the request has no body, the body was
-        already given to a protocol, or the request did not arrive over SCGI).
+        already given to a protocol, the response is finished, or the request did
+        not arrive over SCGI).
+
+    If the connection was lost before the call, the protocol still gets what had
+    arrived, then ``connectionLost`` with the reason.
     """
     channel = getattr(request, "channel", None)
+    if channel is None:
+        # A lost request no longer knows its channel (Request.connectionLost).
+        with contextlib.suppress(TypeError):  # not a weakref-able object
+            channel = _streamedBy.get(request)
     if not isinstance(channel, SCGIChannel) or not channel._streamingBody:
         raise NotStreamingError("this request's body is not streamed")
     channel._deliverBodyTo(protocol)
+
+
+_streamedBy: weakref.WeakKeyDictionary[object, SCGIChannel] = (
+    weakref.WeakKeyDictionary()
+)
+"""The channel of each request whose body is streamed, while the request lives."""
 
 
 @implementer(IHalfCloseableProtocol)
@@ -273,12 +293,16 @@ class SCGIChannel(Protocol):
     _lost: bool = False
     _tracker: Any = None
     _traversal: tuple[Any, list[bytes], list[bytes], list[bytes], Any] | None = None
+    _traversalError: Exception | None = None
     _streamingBody: bool = False
     _bodyReceiver: IProtocol | None = None
-    _bodyPending: list[bytes] | None = None
+    _bodyPending: list[bytes]
     _bodyPaused: bool = False
+    _bodyConsumerPaused: bool = False
+    _bodyDelivered: bool = False
     _bodyStopped: bool = False
     _bodyNotified: bool = False
+    _bodyFailure: Failure | None = None
     _processing: bool = False
 
     # Connection events.
@@ -286,6 +310,7 @@ class SCGIChannel(Protocol):
     def connectionMade(self) -> None:
         """Start the header-read deadline and the parser."""
         config = self.config
+        self._bodyPending = []
         self._parser = SCGIParser(
             max_header_size=config.max_header_size,
             max_variables=config.max_variables,
@@ -295,9 +320,15 @@ class SCGIChannel(Protocol):
         if ITCPTransport.providedBy(self.transport):
             with contextlib.suppress(OSError):
                 self.transport.setTcpNoDelay(True)
-        if self._tracker is not None:
-            self._tracker._channelOpened(self)
-        header_timeout = config.header_timeout
+        if self._tracker is not None and not self._tracker._channelOpened(self):
+            # Over the connection limit: the site paused the transport and calls
+            # _admitted() once a slot is free.
+            return
+        self._admitted()
+
+    def _admitted(self) -> None:
+        """Start the header-read deadline: the connection is being served."""
+        header_timeout = self.config.header_timeout
         self._setTimeout(self.timeOut if header_timeout is None else header_timeout)
 
     def dataReceived(self, data: bytes) -> None:
@@ -373,6 +404,11 @@ class SCGIChannel(Protocol):
             peer=self.transport.getPeer() if self.transport else None,
             state=self._parser.state.value,
         )
+        if self._responseUnfinished():
+            # A streaming resource is mid-answer: a close would end it as if whole.
+            self._abortRequest(_failure(ConnectionDone("request timed out")))
+            self._forceAbort()
+            return
         if self._parser.bytes_received and not self._responseStarted:
             self._writeError(408, "timed out waiting for the request")
         self._abortRequest(_failure(ConnectionDone("request timed out")))
@@ -453,6 +489,10 @@ class SCGIChannel(Protocol):
         request.parseCookies()
         request.gotLength(event.content_length)
         self._request = request
+        if event.content_length > _LARGE_BODY and hasattr(self.transport, "bufferSize"):
+            # Fewer, larger reads for a large body (the transport reads bufferSize
+            # bytes at a time); still a small, fixed bound per connection.
+            self.transport.bufferSize = _LARGE_READ
         if event.content_length and self.config.stream_uploads:
             self._lookUpEarly(request)
 
@@ -472,20 +512,22 @@ class SCGIChannel(Protocol):
         request.uri = uri
         request.clientproto = request_protocol(environ)
         request.path = path
-        request.args = parse_qs(query, True) if query else {}
+        # Twisted's own parser, as in Request.requestReceived: it takes any bytes.
+        request.args = parse_qs(query, 1) if query else {}  # type: ignore[no-untyped-call]
         request.site = site = self.site
         request.prepath = []
         request.postpath = path_segments(path)
         try:
             resource = site.getResourceFor(request)  # type: ignore[no-untyped-call]
-        except Exception:
-            # Let the ordinary path traverse again and answer with its error page.
-            _log.failure("Looking up {uri} before its body arrived failed", uri=uri)
-            self._mountPending = True
+        except Exception as error:
+            # The ordinary path raises it again, once the body is complete, and
+            # answers with its error page: the tree is still traversed once.
+            self._traversalError = error
             return
         if IStreamingUploadResource.providedBy(resource):
             self._streamingBody = True
-            self._bodyPending = []
+            with contextlib.suppress(TypeError):  # a request that has no weakref
+                _streamedBy[request] = self
             content = request.content
             if content is not None:
                 content.close()
@@ -509,7 +551,12 @@ class SCGIChannel(Protocol):
         """Return the resource found before the body arrived, restoring the paths.
 
         :returns: the resource, or ``None`` if there is no cached traversal.
+        :raises Exception: what the traversal before the body arrived raised.
         """
+        error = self._traversalError
+        if error is not None:
+            self._traversalError = None
+            raise error
         cached = self._traversal
         if cached is None:
             return None
@@ -522,84 +569,123 @@ class SCGIChannel(Protocol):
         return resource
 
     # Streamed bodies.
+    #
+    # The transport is paused (_bodyPaused) while the receiver asked for a pause
+    # (_bodyConsumerPaused), or while there is no receiver yet and a chunk waits for
+    # one in _bodyPending.  The receiver gets exactly one connectionLost.
 
     def _bodyChunk(self, data: bytes) -> None:
         """Hand a piece of a streamed body on, or hold it until a receiver exists."""
-        if self._bodyStopped:
-            return
         receiver = self._bodyReceiver
-        if receiver is None:
-            assert self._bodyPending is not None
-            self._bodyPending.append(data)
-            self._pauseBody()
-        else:
+        if receiver is not None:
             receiver.dataReceived(data)
+        elif not (self._bodyDelivered or self._bodyStopped):
+            self._bodyPending.append(data)
+            self._pauseTransport()
 
     def _deliverBodyTo(self, protocol: IProtocol) -> None:
         """Start delivering the streamed body to ``protocol``."""
-        if self._bodyReceiver is not None or self._bodyStopped:
-            raise NotStreamingError("the body was already delivered to a protocol")
+        if self._bodyDelivered or self._bodyStopped:
+            raise NotStreamingError(
+                "the body was already delivered to a protocol, or the response is "
+                "finished"
+            )
+        self._bodyDelivered = True
         self._bodyReceiver = protocol
         # As with IResponse.deliverBody, the protocol's "transport" is a producer.
         producer: Any = BodyProducer(self)
         protocol.makeConnection(producer)
-        pending, self._bodyPending = self._bodyPending or [], []
-        for data in pending:
-            if self._bodyWasStopped():
-                break
-            protocol.dataReceived(data)
-        if self._bodyComplete:
+        self._flushBody()
+
+    def _flushBody(self) -> None:
+        """Deliver the held chunks while the receiver wants them, then read on."""
+        pending = self._bodyPending
+        while pending and self._bodyReceiver is not None:
+            if self._bodyConsumerPaused:
+                return
+            self._bodyReceiver.dataReceived(pending.pop(0))
+        if self._bodyReceiver is None or self._bodyConsumerPaused:
+            return
+        if self._bodyFailure is not None:
+            self._notifyBodyEnd(self._bodyFailure)
+        elif self._bodyComplete:
             self._notifyBodyEnd(None)
-        elif self._lost:
-            self._notifyBodyEnd(_failure(ConnectionDone("the frontend went away")))
         else:
-            self._resumeBody()
+            self._resumeTransport()
 
-    def _bodyWasStopped(self) -> bool:
-        """Return whether the receiver asked for no more of the body."""
-        return self._bodyStopped
-
-    def _pauseBody(self) -> None:
-        """Stop reading the connection until the body is resumed."""
+    def _pauseTransport(self) -> None:
+        """Stop reading the connection (and its idle timeout) for the body."""
         if self._bodyPaused or self._lost or self._draining:
             return
         self._bodyPaused = True
         self._setTimeout(None)
         self.transport.pauseProducing()
 
-    def _resumeBody(self) -> None:
-        """Read the connection again and deliver what has already arrived."""
-        if not self._bodyPaused or self._lost:
-            return
-        if self._bodyReceiver is None and self._bodyPending:
+    def _resumeTransport(self) -> None:
+        """Read the connection again and act on what has already arrived."""
+        if not self._bodyPaused:
             return
         self._bodyPaused = False
+        if self._lost or self._draining:
+            return
         self.transport.resumeProducing()
-        if not self._bodyComplete and not self._draining:
+        if not self._bodyComplete:
             self._setTimeout(self.timeOut)
         self._processEvents()
 
+    def _pauseBody(self) -> None:
+        """The receiver asks for no more of the body until it resumes."""
+        if self._bodyReceiver is None:
+            return
+        self._bodyConsumerPaused = True
+        self._pauseTransport()
+
+    def _resumeBody(self) -> None:
+        """The receiver wants the body again: held chunks first, then the connection."""
+        if self._bodyReceiver is None or not self._bodyConsumerPaused:
+            return
+        self._bodyConsumerPaused = False
+        self._flushBody()
+
     def _stopBody(self) -> None:
-        """Deliver no more of the body; keep reading it so the close is clean."""
+        """The receiver wants no more of the body; the rest is read and dropped."""
+        if self._bodyReceiver is None:
+            return
         self._bodyStopped = True
-        self._bodyReceiver = None
+        self._bodyConsumerPaused = False
         self._bodyPending = []
-        if self._bodyPaused:
-            self._bodyPaused = False
-            if not self._lost:
-                self.transport.resumeProducing()
-                self._processEvents()
+        self._notifyBodyEnd(
+            _failure(ConnectionDone("the body's receiver stopped the delivery"))
+        )
+        self._resumeTransport()
 
     def _notifyBodyEnd(self, reason: Failure | None) -> None:
-        """Tell the body's receiver, once, that the body ended (``None``: complete)."""
+        """Tell the body's receiver, once, that the body ended (``None``: complete).
+
+        An exception from its ``connectionLost`` fails the request as one from
+        ``render`` does (a 500 page), or is logged once the request is over.
+        """
         receiver = self._bodyReceiver
         if receiver is None or self._bodyNotified:
             return
         self._bodyNotified = True
         self._bodyReceiver = None
+        self._bodyPending = []
         if reason is None:
             reason = _failure(ResponseDone("the request body is complete"))
-        receiver.connectionLost(reason)
+        try:
+            receiver.connectionLost(reason)
+        except Exception:
+            failure = _failure_current()
+            request = self._request
+            if request is not None and not self._responseDone:
+                request.processingFailed(failure)
+            else:
+                _log.failure(
+                    "The receiver of the body of {uri} failed",
+                    failure,
+                    uri=self._requestURI(),
+                )
 
     def _requestEnded(self) -> None:
         """The body is complete: hand the request to twisted.web."""
@@ -691,16 +777,33 @@ class SCGIChannel(Protocol):
         self.transport.loseConnection()
 
     def _shutDown(self) -> None:
-        """The server is stopping: abandon the request and close, then abort."""
+        """The server is stopping: abandon the request and close, then abort.
+
+        An unfinished response is aborted at once: the close that ends an SCGI
+        response would tell the frontend that the truncated answer is complete.
+        """
         if self._lost:
             return
+        unfinished = self._responseUnfinished()
         self._abortRequest(_failure(ConnectionDone("the server is shutting down")))
         self._setTimeout(None)
+        if unfinished:
+            self._forceAbort()
+            return
         self.transport.loseConnection()
         if self._abortCall is None:
             self._abortCall = self.callLater(
                 self.config.abort_timeout, self._forceAbort
             )
+
+    def _responseUnfinished(self) -> bool:
+        """Return whether the application has begun its response and not ended it."""
+        return (
+            self._request is not None
+            and self._responseStarted
+            and not self._responseDone
+            and not self._discardResponse
+        )
 
     def _forceAbort(self) -> None:
         """Abort a connection whose peer ignored our close."""
@@ -712,13 +815,19 @@ class SCGIChannel(Protocol):
             self.transport.loseConnection()
 
     def _abortRequest(self, reason: Failure) -> None:
-        """Tell the request (if any, and unfinished) that its connection is gone."""
-        if self._streamingBody and not self._bodyComplete:
-            self._notifyBodyEnd(reason)
+        """Tell the request (if any, and unfinished) that its connection is gone.
+
+        The request first, so that the body's receiver, told next, cannot answer on
+        a connection that is gone; a ``deliverBody`` still to come gets ``reason``.
+        """
         request = self._request
         self._request = None
         if request is not None and not self._responseDone:
             request.connectionLost(reason)
+        if self._streamingBody and not self._bodyComplete:
+            if not self._bodyDelivered and self._bodyFailure is None:
+                self._bodyFailure = reason
+            self._notifyBodyEnd(reason)
 
     def _writeError(self, status: int, message: str) -> None:
         """Write a complete, short error response."""
@@ -823,10 +932,11 @@ class SCGIChannel(Protocol):
             self._closeConnection()
         else:
             if self._streamingBody:
+                self._bodyStopped = True
+                self._bodyConsumerPaused = False
                 self._notifyBodyEnd(
                     _failure(ConnectionDone("the response finished before the body"))
                 )
-                self._bodyStopped = True
             self._startDraining(self._requestEnd, already=self._parser.bytes_received)
 
     def loseConnection(self) -> None:

@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n]")
 
 _SKIPPED_HEADERS = frozenset(
     {
@@ -176,24 +175,46 @@ def request_headers(environ: Mapping[str, bytes]) -> list[tuple[bytes, bytes]]:
         a value holding CR or LF.
     """
     headers: list[tuple[bytes, bytes]] = []
+    names = _HEADER_NAMES
     for key, value in environ.items():
-        if not key.startswith("HTTP_") or key in _SKIPPED_HEADERS:
-            continue
-        name = key[5:].replace("_", "-")
-        if not _TOKEN.match(name):
-            raise RemoteProtocolError(f"the header name in {key!r} is not a token")
-        if _FORBIDDEN_IN_VALUE.search(value):
+        name = names.get(key)
+        if name is None:
+            if not key.startswith("HTTP_") or key in _SKIPPED_HEADERS:
+                continue
+            name = _header_name(key)
+        if b"\r" in value or b"\n" in value:
             raise RemoteProtocolError(f"the value of {key} holds CR or LF")
-        headers.append((name.lower().encode("latin-1"), value))
+        headers.append((name, value))
     content_type = environ.get("CONTENT_TYPE")
     if content_type:
-        if _FORBIDDEN_IN_VALUE.search(content_type):
+        if b"\r" in content_type or b"\n" in content_type:
             raise RemoteProtocolError("the value of CONTENT_TYPE holds CR or LF")
         headers.append((b"content-type", content_type))
     content_length = environ.get("CONTENT_LENGTH", b"0").lstrip(b"0")
     if content_length:
         headers.append((b"content-length", content_length))
     return headers
+
+
+_HEADER_NAMES: dict[str, bytes] = {}
+"""Header names already translated from their CGI names (``HTTP_USER_AGENT``)."""
+
+_HEADER_NAMES_LIMIT = 1024
+"""How many translations are remembered: real traffic uses a few dozen names."""
+
+
+def _header_name(key: str) -> bytes:
+    """Translate ``HTTP_FOO_BAR`` to ``foo-bar``, remembering the answer.
+
+    :raises RemoteProtocolError: if the result is not an HTTP token.
+    """
+    name = key[5:].replace("_", "-")
+    if not _TOKEN.match(name):
+        raise RemoteProtocolError(f"the header name in {key!r} is not a token")
+    encoded = name.lower().encode("latin-1")
+    if len(_HEADER_NAMES) < _HEADER_NAMES_LIMIT:
+        _HEADER_NAMES[key] = encoded
+    return encoded
 
 
 def is_secure(environ: Mapping[str, bytes]) -> bool:
@@ -221,11 +242,12 @@ def client_address(environ: Mapping[str, bytes]) -> tuple[int, str, int]:
     raw = environ.get("REMOTE_ADDR")
     if raw:
         host = raw.decode("latin-1")
-        for family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                socket.inet_pton(family, host)
-            except (OSError, ValueError):
-                continue
+        family = socket.AF_INET6 if b":" in raw else socket.AF_INET
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            pass
+        else:
             return family, host, port
     return socket.AF_INET, "0.0.0.0", 0
 

@@ -336,19 +336,12 @@ class SCGIParser:
         declared = values[0]
         if not declared or not declared.isdigit():
             raise RemoteProtocolError(self.ERR_CONTENT_LENGTH_NOT_DIGITS)
-        environ: dict[str, bytes] = {}
-        merge = self.merge_duplicates
-        for name, value in zip(names, values, strict=True):
-            if not name:
-                raise RemoteProtocolError(self.ERR_EMPTY_NAME)
-            key = name.decode("latin-1")
-            if key in environ:
-                if merge and key.startswith("HTTP_"):
-                    separator = b"; " if key == "HTTP_COOKIE" else b", "
-                    environ[key] = environ[key] + separator + value
-                    continue
-                raise RemoteProtocolError(self.ERR_DUPLICATE.format(name=key))
-            environ[key] = value
+        if b"" in names:
+            raise RemoteProtocolError(self.ERR_EMPTY_NAME)
+        keys = [name.decode("latin-1") for name in names]
+        environ = dict(zip(keys, values, strict=True))
+        if len(environ) != len(keys):
+            environ = self._merge(keys, values)
         scgi = environ.get("SCGI")
         if scgi is None:
             raise RemoteProtocolError(self.ERR_NO_SCGI)
@@ -358,6 +351,23 @@ class SCGIParser:
         return HeadersReceived(
             environ, tuple(zip(names, values, strict=True)), content_length
         )
+
+    def _merge(self, keys: list[str], values: list[bytes]) -> dict[str, bytes]:
+        """Build the environment of a block that repeats a name.
+
+        :raises RemoteProtocolError: for a repeated name that may not be merged.
+        """
+        environ: dict[str, bytes] = {}
+        merge = self.merge_duplicates
+        for key, value in zip(keys, values, strict=True):
+            if key in environ:
+                if merge and key.startswith("HTTP_"):
+                    separator = b"; " if key == "HTTP_COOKIE" else b", "
+                    environ[key] = environ[key] + separator + value
+                    continue
+                raise RemoteProtocolError(self.ERR_DUPLICATE.format(name=key))
+            environ[key] = value
+        return environ
 
     def _check_content_length(self, declared: bytes) -> int:
         """Turn checked digits into a length, refusing any over a limit."""
@@ -434,13 +444,31 @@ def encode_response_head(
     elif _FORBIDDEN_IN_VALUE.search(reason):
         raise LocalProtocolError("the reason phrase holds CR, LF or NUL")
     lines = [b"Status: %d %s\r\n" % (status, reason)]
+    known = _CHECKED_NAMES
     for name, value in headers:
-        if not _TOKEN.match(name):
-            raise LocalProtocolError(f"the header name {name!r} is not a token")
-        if _FORBIDDEN_IN_VALUE.search(value):
+        keep = known.get(name)
+        if keep is None:
+            keep = _check_name(name)
+        if b"\r" in value or b"\n" in value or b"\0" in value:
             raise LocalProtocolError(f"the value of {name!r} holds CR, LF or NUL")
-        if name.lower() == b"status":
-            continue
-        lines.append(b"%s: %s\r\n" % (name, value))
+        if keep:
+            lines.append(name + b": " + value + b"\r\n")
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+_CHECKED_NAMES: dict[bytes, bool] = {}
+"""Response header names already checked: whether each is written (not ``Status``)."""
+
+
+def _check_name(name: bytes) -> bool:
+    """Check a response header name, remember it, and say whether it is written.
+
+    :raises LocalProtocolError: if the name is not an HTTP token.
+    """
+    if not _TOKEN.match(name):
+        raise LocalProtocolError(f"the header name {name!r} is not a token")
+    keep = name.lower() != b"status"
+    if len(_CHECKED_NAMES) < 1024:
+        _CHECKED_NAMES[name] = keep
+    return keep

@@ -13,8 +13,9 @@ from __future__ import annotations
 import io
 import ipaddress
 import tempfile
+from collections import deque
 from collections.abc import Iterable
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
@@ -26,7 +27,12 @@ from twisted.web.server import Request, Site
 from ._channel import SCGIChannel, SCGIConfig
 from ._sansio import DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_VARIABLES
 
-__all__ = ["SCGISite"]
+__all__ = ["DEFAULT_SPOOL_THRESHOLD", "SCGISite"]
+
+DEFAULT_SPOOL_THRESHOLD = 1024 * 1024 + 1
+"""Request bodies up to 1 MiB (nginx's default ``client_max_body_size``) stay in
+memory; larger ones are spooled to a temporary file.  The memory held by bodies is so
+bounded by 1 MiB per connection (see ``max_connections``)."""
 
 _log = Logger()
 
@@ -53,6 +59,58 @@ def peer_allowed(address: object, networks: tuple[_Network, ...]) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return any(ip in network for network in networks)
+
+
+class BodyBuffer:
+    """An in-memory request body: writes are collected and joined once.
+
+    A ``BytesIO`` written in many pieces re-allocates as it grows; this object keeps
+    the pieces and joins them into one ``BytesIO`` the first time the body is read,
+    sought or otherwise used as a file.  Until then only ``write`` and ``tell``
+    (which twisted.web calls while the body arrives) are answered directly.
+    """
+
+    def __init__(self) -> None:
+        """Create an empty body."""
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._file: io.BytesIO | None = None
+
+    def write(self, data: bytes) -> int:
+        """Append ``data`` to the body."""
+        if self._file is not None:
+            return self._file.write(data)
+        self._chunks.append(bytes(data))
+        self._size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        """Return the position: the size written so far, until the body is read."""
+        if self._file is None:
+            return self._size
+        return self._file.tell()
+
+    def _materialize(self) -> io.BytesIO:
+        """Join the pieces into a file positioned at the end, as after the writes."""
+        if self._file is None:
+            self._file = io.BytesIO(b"".join(self._chunks))
+            self._file.seek(self._size)
+            self._chunks = []
+        return self._file
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move the position (joining the pieces first)."""
+        return self._materialize().seek(offset, whence)
+
+    def close(self) -> None:
+        """Drop the body."""
+        self._chunks = []
+        if self._file is not None:
+            self._file.close()
+
+    def __getattr__(self, name: str) -> Any:
+        """Answer every other file method from the joined body."""
+        return getattr(self._materialize(), name)
 
 
 class SCGISite(Site):
@@ -97,7 +155,7 @@ class SCGISite(Site):
 
     protocol = SCGIChannel  # type: ignore[assignment]
 
-    spool_threshold: int = 100_000
+    spool_threshold: int = DEFAULT_SPOOL_THRESHOLD
     _origin: Site | None = None
 
     def __init__(
@@ -113,7 +171,7 @@ class SCGISite(Site):
         half_close: bool = False,
         linger_timeout: float = 5.0,
         timeout: float | None = 60.0,
-        spool_threshold: int = 100_000,
+        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
         allow: Iterable[str] | None = None,
         header_timeout: float | None = None,
         abort_timeout: float = 15.0,
@@ -137,6 +195,7 @@ class SCGISite(Site):
         self._channels: set[SCGIChannel] = set()
         self._ports: dict[int, Any] = {}
         self._acceptPaused = False
+        self._waiting: deque[SCGIChannel] = deque()
         self._drained: list[Deferred[None]] = []
         self.config = SCGIConfig(
             max_header_size=max_header_size,
@@ -188,37 +247,64 @@ class SCGISite(Site):
 
     @property
     def connections(self) -> int:
-        """The number of SCGI connections open now."""
+        """The number of SCGI connections open now (waiting ones included)."""
         return len(self._channels)
 
-    def _channelOpened(self, channel: SCGIChannel) -> None:
-        """Count a new connection; stop accepting at the connection limit."""
+    def _served(self) -> int:
+        """Return the number of connections being served (not waiting for a slot)."""
+        return len(self._channels) - len(self._waiting)
+
+    def _channelOpened(self, channel: SCGIChannel) -> bool:
+        """Count a new connection; stop accepting at the connection limit.
+
+        A listening port accepts a batch of connections at a time and goes on with
+        its batch after ``stopReading``: a connection accepted past the limit waits,
+        unread, until a slot is free.
+
+        :returns: whether the connection may be served now; if not, its transport
+            is paused and :meth:`SCGIChannel._admitted` is called later.
+        """
         self._channels.add(channel)
         port = getattr(channel.transport, "server", None)
         if port is not None and hasattr(port, "stopReading"):
             self._ports[id(port)] = port
         limit = self.max_connections
-        if (
-            limit is not None
-            and len(self._channels) >= limit
-            and not self._acceptPaused
-        ):
-            self._acceptPaused = True
-            _log.warn(
-                "Reached {limit} connections: not accepting until one ends",
-                limit=limit,
-            )
+        if limit is None:
+            return True
+        served = self._served()
+        if served > limit:
+            self._waiting.append(channel)
+            channel.transport.pauseProducing()
+        if served >= limit:
+            if not self._acceptPaused:
+                self._acceptPaused = True
+                _log.warn(
+                    "Reached {limit} connections: not accepting until one ends",
+                    limit=limit,
+                )
+            # Every time: the connection may come from a port not seen before.
             for listening in self._ports.values():
                 listening.stopReading()
+        return served <= limit
 
     def _channelClosed(self, channel: SCGIChannel) -> None:
-        """Forget a connection; accept again below the limit; finish a drain."""
+        """Forget a connection; admit a waiting one or accept again; finish a drain."""
         self._channels.discard(channel)
+        if channel in self._waiting:
+            self._waiting.remove(channel)
         limit = self.max_connections
-        if self._acceptPaused and (limit is None or len(self._channels) < limit):
+        while self._waiting and (limit is None or self._served() < limit):
+            admitted = self._waiting.popleft()
+            admitted.transport.resumeProducing()
+            admitted._admitted()
+        if self._acceptPaused and (limit is None or self._served() < limit):
             self._acceptPaused = False
             for listening in list(self._ports.values()):
-                if getattr(listening, "connected", False):
+                # A port being stopped (stopListening) is disconnecting but still
+                # connected until its connectionLost: leave it stopped.
+                if getattr(listening, "connected", False) and not getattr(
+                    listening, "disconnecting", False
+                ):
                     listening.startReading()
         if not self._channels and self._drained:
             waiting, self._drained = self._drained, []
@@ -230,7 +316,9 @@ class SCGISite(Site):
 
         Stop the listening ports first (``stopListening``), then call this: requests
         in flight complete normally within ``grace`` seconds; connections still open
-        after that are closed, and aborted if they ignore the close.
+        after that are closed (an unfinished response is aborted, so that the
+        frontend cannot take it for a complete one), and aborted if they ignore the
+        close.  The site stays started (its access log open) until then.
 
         :param grace: the grace period, in seconds.
         :returns: a Deferred that fires once no connection is left.
@@ -242,6 +330,9 @@ class SCGISite(Site):
             grace=grace,
             count=len(self._channels),
         )
+        # Stopping the last port stopped the factory, closing the access log: keep it
+        # open for the requests that finish now.
+        self.doStart()  # type: ignore[no-untyped-call]
         d: Deferred[None] = Deferred()
         self._drained.append(d)
         call = self.reactor.callLater(grace, self._closeRemaining)
@@ -249,6 +340,7 @@ class SCGISite(Site):
         def stopTimer(result: None) -> None:
             if call.active():
                 call.cancel()
+            self.doStop()  # type: ignore[no-untyped-call]
             return result
 
         d.addCallback(stopTimer)
@@ -260,6 +352,8 @@ class SCGISite(Site):
             "Grace period over: closing {count} connection(s)",
             count=len(self._channels),
         )
+        # The waiting connections are closed with the rest: none is admitted now.
+        self._waiting.clear()
         for channel in list(self._channels):
             channel._shutDown()
 
@@ -287,7 +381,7 @@ class SCGISite(Site):
         if origin is not None and hasattr(origin, "getContentFile"):
             return origin.getContentFile(length)  # type: ignore[no-any-return]
         if length is not None and length < self.spool_threshold:
-            return io.BytesIO()
+            return cast(IO[bytes], BodyBuffer())
         return tempfile.TemporaryFile()
 
     def log(self, request: Request) -> None:  # type: ignore[override]

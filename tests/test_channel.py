@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -42,6 +41,7 @@ from zope.interface.verify import verifyObject
 
 from scgi_twisted import SCGIChannel, SCGISite, SCGIVariables, getSCGIVariables
 from scgi_twisted._sansio import SCGIParser
+from scgi_twisted._site import BodyBuffer
 
 from ._scgi import (
     CGIResponse,
@@ -845,7 +845,7 @@ class BodyTests(ChannelTestCase):
         self.assertEqual(
             hashlib.sha256(seen.content).hexdigest(), hashlib.sha256(body).hexdigest()
         )
-        self.assertNotIsInstance(seen.contentFile, io.BytesIO)
+        self.assertNotIsInstance(seen.contentFile, BodyBuffer)
         self.assertEqual(parseResponse(transport.value()).status, 200)
 
     def test_spoolThreshold(self) -> None:
@@ -857,13 +857,13 @@ class BodyTests(ChannelTestCase):
             )
             seen = self.recorder.seen.pop()
             self.assertEqual(seen.content, b"x" * size)
-            self.assertEqual(isinstance(seen.contentFile, io.BytesIO), inMemory, size)
+            self.assertEqual(isinstance(seen.contentFile, BodyBuffer), inMemory, size)
 
     def test_defaultSpoolThreshold(self) -> None:
-        """By default 99999 bytes stay in memory and 100000 go to a file."""
-        for size, inMemory in [(99999, True), (100000, False)]:
+        """By default bodies up to 1 MiB stay in memory and larger go to a file."""
+        for size, inMemory in [(1024 * 1024, True), (1024 * 1024 + 1, False)]:
             seen = self.seen(nginxVariables(REQUEST_METHOD=b"PUT"), b"y" * size)
-            self.assertEqual(isinstance(seen.contentFile, io.BytesIO), inMemory, size)
+            self.assertEqual(isinstance(seen.contentFile, BodyBuffer), inMemory, size)
 
     def test_trailingBytesIgnored(self) -> None:
         """Bytes after CONTENT_LENGTH never reach the request."""

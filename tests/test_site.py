@@ -27,7 +27,7 @@ from twisted.web.server import Request, Site
 from twisted.web.wsgi import WSGIResource
 
 from scgi_twisted import SCGIChannel, SCGIConfig, SCGISite
-from scgi_twisted._site import peer_allowed
+from scgi_twisted._site import BodyBuffer, peer_allowed
 
 from ._scgi import (
     CGIResponse,
@@ -679,12 +679,12 @@ class ContentFileTests(SiteTestCase):
     """SCGISite.getContentFile keeps small bodies in memory."""
 
     def test_threshold(self) -> None:
-        """Lengths under spool_threshold get BytesIO; others and None a real file."""
+        """Lengths under spool_threshold stay in memory; others and None get a file."""
         site = self.makeSite(spool_threshold=10)
         for length, inMemory in [(0, True), (9, True), (10, False), (None, False)]:
             content = site.getContentFile(length)
             self.addCleanup(content.close)
-            self.assertEqual(isinstance(content, io.BytesIO), inMemory, length)
+            self.assertEqual(isinstance(content, BodyBuffer), inMemory, length)
 
 
 class ConfigTests(SiteTestCase):
@@ -781,3 +781,48 @@ class AllowTests(SiteTestCase):
         self.assertTrue(peer_allowed(IPv4Address("TCP", "10.1.2.3", 5), site.allow))
         self.assertFalse(peer_allowed(IPv4Address("TCP", "not-an-ip", 5), site.allow))
         self.assertTrue(peer_allowed(None, site.allow))
+
+
+class BodyBufferTests(SynchronousTestCase):
+    """The in-memory request body behaves as the file twisted.web expects."""
+
+    def test_writeTellSeekRead(self) -> None:
+        """Pieces written are read back joined, with tell() tracking the size."""
+        body = BodyBuffer()
+        self.assertEqual(body.write(b"abc"), 3)
+        body.write(b"de")
+        self.assertEqual(body.tell(), 5)
+        self.assertEqual(body.seek(0, 0), 0)
+        self.assertEqual(body.read(), b"abcde")
+        self.assertEqual(body.tell(), 5)
+
+    def test_writeAfterRead(self) -> None:
+        """Writing after the body was read goes to the joined file."""
+        body = BodyBuffer()
+        body.write(b"abc")
+        body.seek(0)
+        self.assertEqual(body.read(2), b"ab")
+        body.seek(0, 2)
+        body.write(b"d")
+        body.seek(0)
+        self.assertEqual(body.read(), b"abcd")
+
+    def test_fileMethods(self) -> None:
+        """Other file methods (readline, getvalue) answer from the joined body."""
+        body = BodyBuffer()
+        body.write(b"one\n")
+        body.write(b"two\n")
+        body.seek(0)
+        self.assertEqual(body.readline(), b"one\n")
+        self.assertEqual(body.getvalue(), b"one\ntwo\n")
+
+    def test_close(self) -> None:
+        """Closing drops the body, joined or not."""
+        body = BodyBuffer()
+        body.write(b"abc")
+        body.close()
+        joined = BodyBuffer()
+        joined.write(b"abc")
+        joined.seek(0)
+        joined.close()
+        self.assertTrue(joined.closed)
