@@ -143,7 +143,8 @@ class SCGISite(Site):
         close before it is aborted, in seconds.
     :param max_connections: the most connections served at once; past it the site
         stops accepting (the kernel's backlog holds new connections) and resumes when
-        a connection ends.  ``None`` for no limit.
+        a connection ends.  Connections a port accepted in the same batch wait,
+        unread, for a free slot.  ``None`` for no limit.
     :param stream_uploads: look up the resource of a request with a body as soon as
         its headers arrive, so that an ``IStreamingUploadResource`` can read the body
         as it comes (other resources behave as usual).

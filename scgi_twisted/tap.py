@@ -36,6 +36,7 @@ from twisted.web.wsgi import WSGIResource
 from ._defaultpage import DefaultPage
 from ._sansio import DEFAULT_MAX_HEADER_SIZE
 from ._site import SCGISite
+from ._systemd import NotifyService, inheritedSafely
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService", "parseSize"]
 
@@ -50,6 +51,9 @@ DEFAULT_TIMEOUT = 60.0
 
 DEFAULT_GRACE_PERIOD = 10.0
 """The default ``--grace-period``, in seconds."""
+
+DEFAULT_ABORT_TIMEOUT = 15.0
+"""The default ``--abort-timeout``, in seconds (``HTTPChannel.abortTimeout``)."""
 
 _SIZE = re.compile(r"([0-9]+)(?:([kmg])(?:i?b)?|b)?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -288,9 +292,11 @@ class Options(usage.Options):
         self["access-log"] = None
         self["header-timeout"] = None
         self["grace-period"] = DEFAULT_GRACE_PERIOD
+        self["abort-timeout"] = DEFAULT_ABORT_TIMEOUT
         self["max-connections"] = None
         self.defaults.update(
             {
+                "abort-timeout": f"{DEFAULT_ABORT_TIMEOUT:g}",
                 "grace-period": f"{DEFAULT_GRACE_PERIOD:g}",
                 "listen": DEFAULT_LISTEN,
                 "max-header-size": str(DEFAULT_MAX_HEADER_SIZE),
@@ -446,6 +452,13 @@ class Options(usage.Options):
         """
         self["grace-period"] = self._seconds("grace-period", seconds, allowZero=True)
 
+    def opt_abort_timeout(self, seconds: str) -> None:
+        """Seconds a connection may leave our close unanswered before it is aborted.
+
+        Applies after a timeout and after the grace period.
+        """
+        self["abort-timeout"] = self._seconds("abort-timeout", seconds, allowZero=True)
+
     def opt_max_connections(self, count: str) -> None:
         """Serve at most this many connections at once.
 
@@ -483,6 +496,22 @@ class Options(usage.Options):
                 raise _fail("access-log", f"the directory of {path!r} does not exist")
             path = full
         self["access-log"] = path
+
+    def opt_workers(self, count: str) -> None:
+        """Serve with this many worker processes sharing the listening sockets.
+
+        A supervisor binds every --listen, restarts workers that die, reloads
+        gracefully on SIGHUP (new workers start, old ones finish their requests) and
+        relays the workers' logs. 0 serves in this process. [default: 0]
+        """
+        if not count.isdigit():
+            raise _fail("workers", f"{count!r} is not a whole number of processes")
+        self["workers"] = int(count)
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Parse the options, keeping them as given (``--workers`` passes them on)."""
+        self.arguments = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)  # type: ignore[no-untyped-call]
 
     def parseArgs(self, *arguments: str) -> None:
         """Refuse arguments that are not options."""
@@ -576,12 +605,20 @@ class SCGIService(service.MultiService):
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, then wait for the open connections (up to the grace)."""
+        site = self.site
+        # Stopping the last listener stops the site (closing its access log): hold it
+        # started until the connections are gone.
+        site.doStart()  # type: ignore[no-untyped-call]
         stopped: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
 
         def drain(_: object) -> Deferred[None]:
-            return self.site.drain(self.gracePeriod)
+            return site.drain(self.gracePeriod)
 
-        return stopped.addCallback(drain)
+        def release(result: object) -> object:
+            site.doStop()  # type: ignore[no-untyped-call]
+            return result
+
+        return stopped.addCallback(drain).addBoth(release)
 
 
 def makeService(config: Options, reactor: Any = None) -> service.MultiService:
@@ -596,6 +633,10 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
         from twisted.internet import reactor as default_reactor  # noqa: PLC0415
 
         reactor = default_reactor
+    if config.get("workers"):
+        from ._workers import makeSupervisorService  # noqa: PLC0415
+
+        return makeSupervisorService(config, reactor)
     root, description = _root(config, reactor)
     accessLog = config["access-log"]
     site = _CommandLineSite(
@@ -605,6 +646,7 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
         max_body_size=config["max-body-size"],
         timeout=config["timeout"],
         header_timeout=config["header-timeout"],
+        abort_timeout=config["abort-timeout"],
         max_connections=config["max-connections"],
         half_close=bool(config["half-close"]),
         allow=config["allow"] or None,
@@ -618,6 +660,7 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
     parent = SCGIService(site, config["grace-period"])
     for listen in config["listen"]:
         server = strports.service(listen, site, reactor)
+        server.endpoint = inheritedSafely(server.endpoint)
         if _listensEverywhere(server.endpoint) and not config["allow"]:
             _log.warn(
                 "{listen} listens on every interface: SCGI trusts REMOTE_ADDR and "
@@ -625,6 +668,7 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
                 listen=listen,
             )
         server.setServiceParent(parent)  # type: ignore[no-untyped-call]
+    NotifyService().setServiceParent(parent)  # type: ignore[no-untyped-call]
     _log.info(
         "Serving {root} over SCGI on {listen}",
         root=description,
