@@ -10,7 +10,8 @@ framing, then closes.
 
 Connection rules, all tested:
 
-* The header block must arrive within ``timeOut`` seconds of the connection (slowloris);
+* The header block must arrive within the header timeout (``timeOut`` unless set) of
+  the connection (slowloris);
   while the body arrives, ``timeOut`` is an idle timeout; once the request is complete
   the application has all the time it needs.
 * Bad input gets a short ``Status: 4xx`` answer, one log line, and a clean close.
