@@ -10,10 +10,12 @@ soon as the SCGI header block is parsed instead, and reads the body as it arrive
   ``resumeProducing``, ``stopProducing``) that pauses the connection itself, so a
   slow consumer holds memory flat however large the upload;
 - ``dataReceived`` gets each piece of the body, never past ``CONTENT_LENGTH``;
-- ``connectionLost`` gets ``Failure(ResponseDone())`` once the body is complete, or
-  another failure (:class:`~scgi_twisted.PrematureEOFError`, ``ConnectionDone``)
-  when the frontend went away first or the response was finished before the body:
-  a truncated upload is never silent.
+- ``connectionLost`` is called exactly once: with ``Failure(ResponseDone())`` once
+  the body is complete, or with another failure
+  (:class:`~scgi_twisted.PrematureEOFError`, ``ConnectionLost``, ``ConnectionDone``)
+  when the frontend went away first, the body stalled, the response was finished
+  before the body, or the protocol called ``stopProducing``: a truncated upload is
+  never silent.
 
 The resource may answer before the body is complete (a 413 or 403 after the first
 chunk); the connection then reads and drops the rest of the body before it closes, so
@@ -79,5 +81,8 @@ class BodyProducer:
         self._source._resumeBody()
 
     def stopProducing(self) -> None:
-        """Deliver no more of the body; the rest is read and dropped."""
+        """Deliver no more of the body; the rest is read and dropped.
+
+        The protocol's ``connectionLost`` is called at once, with a failure.
+        """
         self._source._stopBody()

@@ -13,6 +13,8 @@ compare it with what the client sent.  Every route answers JSON unless said othe
 ``/redirect``
     A ``302`` (set explicitly) to its child ``/redirect/done`` (an ``/echo``), built
     from ``prePathURL()``.
+``/location?to=X``
+    A ``200`` (the default status) with ``Location: X``, as text.
 ``/stream?n=4&delay=0.25``
     ``n`` lines ``<index> <time.monotonic() when written>``, ``delay`` seconds apart,
     with ``X-Accel-Buffering: no`` so that nginx passes each on at once.
@@ -26,17 +28,28 @@ compare it with what the client sent.  Every route answers JSON unless said othe
 ``/abort?id=X&n=600&delay=0.1``
     Writes a line every ``delay`` seconds and records how ``notifyFinish()`` ended;
     ``/abort-status?id=X`` reports the record (404 for an unknown id).
+``/offload/<frontend>/<name>``
+    Hands the file ``<name>`` of the offload directory to the frontend with
+    :class:`scgi_twisted.offload.FileOffload` (``<frontend>`` is ``nginx``,
+    ``apache`` or ``lighttpd``; nginx's internal location is :data:`OFFLOAD_URI`):
+    the backend's body is empty, so file bytes at the client came from the frontend.
+    The files are :func:`offloadFiles`.  ``/offload/raw/<name>`` sends
+    ``X-Sendfile`` with the raw path, unchecked (``?path=`` overrides the path).
+    ``?download=1`` adds ``Content-Disposition`` and ``Cache-Control`` headers.
 
-Anything else is twisted.web's 404.
+The root itself (a request for the mount point, such as ``/app``) answers as
+``/echo`` does.  Anything else is twisted.web's 404.
 
 Run it as a server with :func:`main`::
 
     python -m tests.e2e_app --listen tcp:0:interface=127.0.0.1 \
-        --listen unix:/tmp/x.sock --mount /app --ready-file /tmp/ready.json
+        --listen unix:/tmp/x.sock --mount /app --ready-file /tmp/ready.json \
+        --data-dir /tmp/data
 
 Once every endpoint listens, the ready file (written atomically) holds JSON: ``pid``,
 ``tcp`` (a list of ``{"host", "port"}`` with the ports actually bound) and ``unix`` (a
-list of socket paths).
+list of socket paths).  ``--data-dir`` receives the file ``/big`` serves and the
+offload directory, ``files/``.
 """
 
 from __future__ import annotations
@@ -66,6 +79,7 @@ from twisted.web.static import File
 from twisted.web.wsgi import WSGIResource
 
 from scgi_twisted import SCGISite, getSCGIVariables
+from scgi_twisted.offload import FileOffload, OffloadError
 
 if TYPE_CHECKING:
     from twisted.python.threadpool import ThreadPool
@@ -73,15 +87,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BIG_SIZE",
+    "OFFLOAD_URI",
     "AbortRecord",
     "AppState",
     "bigFileContent",
     "buildRoot",
     "main",
+    "offloadFiles",
+    "writeOffloadFiles",
 ]
 
 BIG_SIZE = 1024 * 1024
 """The size of ``/big``, in bytes."""
+
+OFFLOAD_URI = "/_offload/"
+"""The URI of nginx's ``internal`` location for offloaded files."""
 
 _log = Logger()
 
@@ -96,6 +116,35 @@ def bigFileContent() -> bytes:
         digest = hashlib.sha256(digest).digest()
         pieces.append(digest)
     return b"".join(pieces)
+
+
+def offloadFiles() -> dict[str, bytes]:
+    """Return the files of the offload directory, name to content.
+
+    The names need encoding in URIs and headers (a space, ``%``, ``&``, UTF-8), and
+    the larger file spans many of a frontend's buffers.
+    """
+    digest = b"offload"
+    pieces = []
+    for _ in range(300_000 // 32):
+        digest = hashlib.sha256(digest).digest()
+        pieces.append(digest)
+    return {
+        "report.bin": b"".join(pieces),
+        "caf\u00e9 & more.txt": "offloaded: caf\u00e9 & more\n".encode(),
+        "100%.txt": b"offloaded: 100%\n",
+        "a%41.txt": b"offloaded: a%41, not aA\n",
+    }
+
+
+def writeOffloadFiles(directory: Path) -> None:
+    """Create ``directory`` (mode 755) holding :func:`offloadFiles` (mode 644)."""
+    directory.mkdir(exist_ok=True)
+    directory.chmod(0o755)
+    for name, content in offloadFiles().items():
+        path = directory / name
+        path.write_bytes(content)
+        path.chmod(0o644)
 
 
 @dataclass
@@ -273,6 +322,16 @@ class Redirect(Resource):
         return b"see " + location + b"\n"
 
 
+class LocationOnly(_Leaf):
+    """``/location?to=X``: a ``200`` with ``Location: X``, and no redirect status."""
+
+    def render_GET(self, request: Request) -> bytes:
+        """Answer 200 with the header, as a careless application might."""
+        request.setHeader(b"Location", _arg(request, b"to", "/").encode("latin-1"))
+        request.setHeader(b"Content-Type", b"text/plain")
+        return b"the backend's own body\n"
+
+
 class Stream(_Leaf):
     """``/stream``: timestamped lines, written ``delay`` seconds apart."""
 
@@ -364,6 +423,67 @@ class AbortStatus(_Leaf):
         return _json(request, record.asJSON())
 
 
+class Root(Resource):
+    """The root of the tree: its children, and itself an :class:`Echo`.
+
+    A request for the mount point (``/app``, no slash) renders the root with an
+    empty ``postpath``; one with a slash (``/app/``) looks up the child ``b""``,
+    which is the root again.
+    """
+
+    def __init__(self) -> None:
+        """Create the root."""
+        Resource.__init__(self)
+        self._echo = Echo()
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        """Return the root itself for ``b""`` (a trailing slash), else a 404."""
+        if path == b"":
+            return self
+        return super().getChild(path, request)  # type: ignore[no-any-return]
+
+    def render(self, request: Request) -> bytes:
+        """Answer a request for the root (the mount point) as ``/echo`` does."""
+        return self._echo.render(request)
+
+
+class Offload(_Leaf):
+    """``/offload/<frontend>/<name>``: hand a file to the frontend."""
+
+    def __init__(self, directory: Path) -> None:
+        """Create the resource offloading files of ``directory``."""
+        super().__init__()
+        self._directory = directory
+
+    def render_GET(self, request: Request) -> bytes:
+        """Answer with the offload header, or 404 for a bad frontend or path."""
+        postpath = request.postpath or []
+        if len(postpath) < 2:
+            request.setResponseCode(404)
+            return _json(request, {"error": "want /offload/<frontend>/<name>"})
+        try:
+            names = [segment.decode("utf-8") for segment in postpath]
+            path = "/".join([str(self._directory), *names[1:]])
+            if names[0] == "raw":
+                # Unchecked, as a careless application would send it.
+                path = _arg(request, b"path", path)
+                request.setHeader(b"X-Sendfile", path.encode("utf-8"))
+                return b""
+            offload = FileOffload(
+                names[0],  # type: ignore[arg-type]
+                str(self._directory),
+                internal_prefix=OFFLOAD_URI,
+            )
+            body = offload.send(request, path)
+            if _arg(request, b"download", ""):
+                request.setHeader(b"Content-Disposition", b"attachment")
+                request.setHeader(b"Cache-Control", b"private, max-age=60")
+            return body
+        except (OffloadError, UnicodeDecodeError) as error:
+            request.setResponseCode(404)
+            return _json(request, {"error": str(error)})
+
+
 class Error(_Leaf):
     """``/error``: fail while rendering."""
 
@@ -392,6 +512,7 @@ def buildRoot(
     *,
     threadpool: ThreadPool | None = None,
     bigFile: Path | None = None,
+    offloadDirectory: Path | None = None,
 ) -> Resource:
     """Build the resource tree.
 
@@ -400,18 +521,23 @@ def buildRoot(
         also be the reactor (it calls back from the thread pool).
     :param threadpool: the pool ``/wsgi`` runs on; without it there is no ``/wsgi``.
     :param bigFile: the file ``/big`` serves; without it there is no ``/big``.
+    :param offloadDirectory: the directory ``/offload`` hands files from; without
+        it there is no ``/offload``.
     :returns: the root resource.
     """
-    root = Resource()
+    root = Root()
     root.putChild(b"echo", Echo())
     root.putChild(b"upload", Upload())
     root.putChild(b"redirect", Redirect())
     root.putChild(b"stream", Stream(clock))
+    root.putChild(b"location", LocationOnly())
     root.putChild(b"error", Error())
     root.putChild(b"abort", Abort(clock, state))
     root.putChild(b"abort-status", AbortStatus(state))
     if bigFile is not None:
         root.putChild(b"big", File(str(bigFile)))
+    if offloadDirectory is not None:
+        root.putChild(b"offload", Offload(offloadDirectory))
     if threadpool is not None:
         wsgi = WSGIResource(clock, threadpool, wsgiApp)
         root.putChild(b"wsgi", wsgi)
@@ -456,7 +582,8 @@ def _parseArguments(argv: list[str] | None) -> argparse.Namespace:
         "--data-dir",
         type=Path,
         default=None,
-        help="where to write the file /big serves (default: a temporary directory)",
+        help="where to write the file /big serves and the offload directory files/ "
+        "(default: a temporary directory)",
     )
     return parser.parse_args(argv)
 
@@ -484,8 +611,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         bigFile = data / "big.bin"
         bigFile.write_bytes(bigFileContent())
+        offloadDirectory = data / "files"
+        writeOffloadFiles(offloadDirectory)
         root = buildRoot(
-            AppState(), reactor, threadpool=reactor.getThreadPool(), bigFile=bigFile
+            AppState(),
+            reactor,
+            threadpool=reactor.getThreadPool(),
+            bigFile=bigFile,
+            offloadDirectory=offloadDirectory,
         )
         site = SCGISite(
             root,

@@ -1,19 +1,28 @@
 """Run a real HTTP frontend in front of a real scgi_twisted backend, for tests.
 
 A *stack* is one backend process (``python -m tests.e2e_app``) and one frontend
-process (nginx today; Apache and lighttpd are meant to follow) configured from the
+process (:class:`Nginx`, :class:`Apache` or :class:`Lighttpd`) configured from the
 templates in ``docs/deploy/``, so that the deployment documentation and the tests share
 one source.  Everything a stack writes (configuration, pid file, logs, temporary files,
-the unix socket) lives in one private temporary directory, removed when the stack
-stops (set ``SCGI_E2E_KEEP=1`` to keep it).
+the unix socket, a self-signed TLS certificate) lives in one private temporary
+directory, removed when the stack stops (set ``SCGI_E2E_KEEP=1`` to keep it).
+
+Every frontend listens on two loopback ports: plain HTTP (:attr:`Stack.port`) and TLS
+(:attr:`Stack.tlsPort`, with a certificate for ``localhost`` made by ``openssl``;
+clients do not verify it).
 
 Rules the fixture follows:
 
 * **No fixed ports.**  The backend listens on ``tcp:0`` and reports the bound port in
-  its ready file; the frontend gets a free loopback port and is restarted on another
-  one if that port was taken in the meantime.
+  its ready file; the frontend gets two free loopback ports and is restarted on others
+  if one was taken in the meantime.
 * **A missing frontend fails the test**, with a message naming the package to install;
   it never skips.
+* **Workers run as the distribution intends.**  Apache and lighttpd started as root
+  run their workers as ``www-data`` (Debian's apache2 refuses root workers), so the
+  private directory is made traversable (mode 711) for them; the backend's unix socket
+  (mode 666) and the offloaded files (644) are then reachable exactly as the
+  deployment guides require.  nginx, started as root, keeps ``user root;``.
 * **Processes are stopped by pid**: ``SIGTERM``, a wait, then ``SIGKILL`` to the
   process group the fixture created for it.
 * **Logs are kept**: :meth:`Stack.diagnostics` returns the tail of every log, and
@@ -22,10 +31,12 @@ Rules the fixture follows:
 Adding a frontend means subclassing :class:`Frontend`: name its executable, its main
 template, and write :meth:`Frontend.writeConfig` and :meth:`Frontend.command`.
 Tests then describe what they need with a :class:`StackSpec` and mix
-:class:`FrontendTestMixin` into a ``SynchronousTestCase``::
+:class:`FrontendTestMixin` (or the shared cases of ``tests/_frontend_cases.py``, which
+build on it) into a ``SynchronousTestCase``::
 
-    class NginxTCPTests(NginxTestsMixin, SynchronousTestCase):
+    class NginxTCPPrefixTests(_NginxCases, SynchronousTestCase):
         stackSpec = StackSpec(Nginx, "nginx-scgi.conf.in", BackendSpec("tcp"))
+        mount = "/app"
 
 Stacks start lazily on a test's ``setUp`` and are shared by every test of a class.
 Only one runs at a time: starting a stack stops the others (trial has no
@@ -38,13 +49,17 @@ from __future__ import annotations
 import abc
 import atexit
 import contextlib
+import functools
+import grp
 import http.client
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -66,12 +81,14 @@ else:
 __all__ = [
     "DEPLOY",
     "REPOSITORY",
+    "Apache",
     "Backend",
     "BackendSpec",
     "Frontend",
     "FrontendError",
     "FrontendTestMixin",
     "HTTPResult",
+    "Lighttpd",
     "Nginx",
     "Stack",
     "StackSpec",
@@ -109,8 +126,9 @@ class FrontendError(Exception):
 def renderTemplate(template: Path, values: Mapping[str, str]) -> str:
     """Return ``template`` with every ``@NAME@`` placeholder replaced.
 
-    Placeholders in comments are replaced too when ``values`` has them, and left
-    alone otherwise.
+    Placeholders in comments are replaced too when ``values`` has them and the value
+    is one line (a multi-line value would turn a comment into code), and left alone
+    otherwise.
 
     :param template: the template file.
     :param values: the replacement for each placeholder name.
@@ -118,15 +136,24 @@ def renderTemplate(template: Path, values: Mapping[str, str]) -> str:
         ``values`` lacks.
     """
     text = template.read_text(encoding="utf-8")
-    code = "\n".join(
-        line for line in text.splitlines() if not line.lstrip().startswith("#")
-    )
+    lines = text.splitlines(keepends=True)
+    code = "".join(line for line in lines if not line.lstrip().startswith("#"))
     missing = sorted(set(_PLACEHOLDER.findall(code)) - set(values))
     if missing:
         raise FrontendError(f"{template}: no value for the placeholders {missing}")
-    return _PLACEHOLDER.sub(
-        lambda match: values.get(match.group(1), match.group(0)), text
-    )
+
+    def replace(line: str) -> str:
+        comment = line.lstrip().startswith("#")
+
+        def value(match: re.Match[str]) -> str:
+            found = values.get(match.group(1))
+            if found is None or (comment and "\n" in found):
+                return match.group(0)
+            return found
+
+        return _PLACEHOLDER.sub(value, line)
+
+    return "".join(replace(line) for line in lines)
 
 
 def freePort() -> int:
@@ -135,6 +162,57 @@ def freePort() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def workerUser() -> tuple[str, str] | None:
+    """Return the ``(user, group)`` a frontend started as root gives its workers.
+
+    :returns: ``www-data`` (else ``nobody``) and its primary group, or ``None`` when
+        the tests do not run as root (the frontend then runs as the current user).
+    :raises FrontendError: as root, if neither user exists.
+    """
+    if os.geteuid() != 0:
+        return None
+    for name in ("www-data", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return entry.pw_name, grp.getgrgid(entry.pw_gid).gr_name
+    raise FrontendError("neither www-data nor nobody exists to run workers as")
+
+
+_certificateCache: list[tuple[bytes, bytes]] = []
+
+
+def _certificate() -> tuple[bytes, bytes]:
+    """Return a self-signed certificate for ``localhost`` and its key, as PEM.
+
+    Made once per process with ``openssl req -x509``.
+
+    :raises FrontendError: if ``openssl`` is missing or fails.
+    """
+    if _certificateCache:
+        return _certificateCache[0]
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise FrontendError(
+            "openssl is not installed, and the end-to-end tests need it for a TLS "
+            "certificate: apt-get install openssl"
+        )
+    with tempfile.TemporaryDirectory(prefix="scgi-e2e-cert-") as directory:
+        cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+        argv = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes"]
+        argv += ["-subj", "/CN=localhost", "-days", "2", "-keyout", str(key)]
+        argv += ["-out", str(cert), "-addext", "basicConstraints=critical,CA:FALSE"]
+        argv += ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+        result = subprocess.run(
+            argv, capture_output=True, text=True, check=False, timeout=60
+        )
+        if result.returncode != 0:
+            raise FrontendError(f"{' '.join(argv)} failed:\n{result.stderr}")
+        _certificateCache.append((cert.read_bytes(), key.read_bytes()))
+    return _certificateCache[0]
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL) -> str:
@@ -276,6 +354,14 @@ class HTTPResult:
         return json.loads(self.body)
 
 
+def clientTLSContext() -> ssl.SSLContext:
+    """Return a client TLS context accepting the fixture's self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 @contextlib.contextmanager
 def httpResponse(
     port: int,
@@ -285,13 +371,25 @@ def httpResponse(
     headers: Iterable[tuple[str, str]] = (),
     body: bytes | None = None,
     timeout: float = 30.0,
+    tls: bool = False,
+    chunked: bool = False,
 ) -> Iterator[http.client.HTTPResponse]:
     """Send one request to 127.0.0.1:``port`` and yield the unread response.
 
     ``Host`` is sent as ``127.0.0.1:<port>`` unless ``headers`` hold one; a header
     given twice is sent twice.
+
+    :param tls: connect with TLS (the certificate is not verified).
+    :param chunked: send ``body`` with ``Transfer-Encoding: chunked`` (in chunks of
+        up to 64 KiB) instead of a ``Content-Length``.
     """
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    connection: http.client.HTTPConnection
+    if tls:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=timeout, context=clientTLSContext()
+        )
+    else:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         extra = list(headers)
         skipHost = any(name.lower() == "host" for name, _ in extra)
@@ -300,9 +398,14 @@ def httpResponse(
         )
         for name, value in extra:
             connection.putheader(name, value)
-        if body is not None:
-            connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body)
+        if body is not None and chunked:
+            connection.putheader("Transfer-Encoding", "chunked")
+            chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+            connection.endheaders(iter(chunks), encode_chunked=True)
+        else:
+            if body is not None:
+                connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body)
         yield connection.getresponse()
     finally:
         connection.close()
@@ -316,13 +419,22 @@ def httpRequest(
     headers: Iterable[tuple[str, str]] = (),
     body: bytes | None = None,
     timeout: float = 30.0,
+    tls: bool = False,
+    chunked: bool = False,
 ) -> HTTPResult:
     """Send one request to 127.0.0.1:``port`` and read the whole response.
 
     See :func:`httpResponse` for the parameters.
     """
     with httpResponse(
-        port, method, target, headers=headers, body=body, timeout=timeout
+        port,
+        method,
+        target,
+        headers=headers,
+        body=body,
+        timeout=timeout,
+        tls=tls,
+        chunked=chunked,
     ) as response:
         data = response.read()
         return HTTPResult(
@@ -419,25 +531,33 @@ class Frontend(abc.ABC):
     """One HTTP frontend process, configured from templates in ``docs/deploy/``.
 
     Subclasses name the executable and the main template and write the configuration
-    and the command line; the base class finds the binary, picks a free port, starts
-    the process, waits until it serves, and stops it.
+    and the command line; the base class finds the binary, picks two free ports
+    (plain HTTP and TLS), starts the process, waits until it serves, and stops it.
 
     :cvar executable: the program's name, looked up on ``PATH`` and in ``/usr/sbin``.
     :cvar install: how to install it, for the message when it is missing.
     :cvar mainTemplate: the template of the main configuration file, in ``DEPLOY``.
+    :cvar dropsPrivileges: whether, started as root, its workers run as
+        :func:`workerUser` (the stack then opens its private directory to them).
 
     :ivar directory: the private directory of this frontend.
     :ivar siteTemplate: the site template, in ``DEPLOY``.
     :ivar backend: the backend the frontend passes requests to.
     :ivar prefix: the mount point, e.g. ``/app``.
-    :ivar port: the port it listens on, once started.
+    :ivar certificate: the TLS certificate (PEM) in the private directory.
+    :ivar key: its private key (PEM).
+    :ivar files: the directory the backend offloads files from.
+    :ivar port: the plain HTTP port, once started.
+    :ivar tlsPort: the TLS port, once started.
     """
 
     executable: ClassVar[str]
     install: ClassVar[str]
     mainTemplate: ClassVar[str]
+    dropsPrivileges: ClassVar[bool] = False
 
     port: int = 0
+    tlsPort: int = 0
     _process: _Process | None = None
 
     def __init__(
@@ -448,6 +568,9 @@ class Frontend(abc.ABC):
         self.backend = backend
         self.directory = directory
         self.prefix = prefix
+        self.certificate = directory / "cert.pem"
+        self.key = directory / "key.pem"
+        self.files = directory / "files"
 
     @classmethod
     def findBinary(cls) -> str:
@@ -476,19 +599,34 @@ class Frontend(abc.ABC):
         """The file the frontend writes its pid to once its sockets are bound."""
 
     @abc.abstractmethod
-    def writeConfig(self, binary: str, port: int) -> Path:
-        """Render the templates for listening on ``port``; return the main file."""
+    def writeConfig(self, binary: str, port: int, tlsPort: int) -> Path:
+        """Render the templates for listening on the two ports; return the main file."""
 
     @abc.abstractmethod
     def command(self, binary: str, config: Path) -> list[str]:
         """Return the command line running the frontend in the foreground."""
+
+    def siteValues(self, port: int, tlsPort: int) -> dict[str, str]:
+        """Return the placeholders every site template shares.
+
+        ``LISTEN``/``TLS_LISTEN`` (``127.0.0.1:<port>``), ``PREFIX``, ``CERT``,
+        ``KEY`` and ``FILES``; subclasses add ``BACKEND`` in their own syntax.
+        """
+        return {
+            "LISTEN": f"127.0.0.1:{port}",
+            "TLS_LISTEN": f"127.0.0.1:{tlsPort}",
+            "PREFIX": self.prefix,
+            "CERT": str(self.certificate),
+            "KEY": str(self.key),
+            "FILES": str(self.files),
+        }
 
     def _logSizes(self) -> dict[Path, int]:
         """Return the current size of each log file (0 if missing)."""
         return {log: log.stat().st_size if log.exists() else 0 for log in self.logs}
 
     def addressInUse(self, since: Mapping[Path, int]) -> bool:
-        """Return whether the logs, past ``since``, say the port was taken."""
+        """Return whether the logs, past ``since``, say a port was taken."""
         for log, offset in since.items():
             with contextlib.suppress(OSError), log.open("rb") as file:
                 file.seek(offset)
@@ -497,14 +635,17 @@ class Frontend(abc.ABC):
         return False
 
     def start(self, attempts: int = 5) -> None:
-        """Start on a free loopback port and wait until it accepts connections.
+        """Start on two free loopback ports and wait until both accept connections.
 
         :raises FrontendError: if it does not start.
         """
         binary = self.findBinary()
         for _ in range(attempts):
             self.port = freePort()
-            config = self.writeConfig(binary, self.port)
+            self.tlsPort = freePort()
+            if self.tlsPort == self.port:
+                continue
+            config = self.writeConfig(binary, self.port, self.tlsPort)
             self.pidFile.unlink(missing_ok=True)
             sizes = self._logSizes()
             self._process = process = _Process(
@@ -514,14 +655,16 @@ class Frontend(abc.ABC):
             )
             try:
                 _waitFor(self.pidFile.exists, "its pid file", process)
-                _waitFor(lambda: _accepts(self.port), "its port to accept", process)
+                for port in (self.port, self.tlsPort):
+                    accepts = functools.partial(_accepts, port)
+                    _waitFor(accepts, f"port {port} to accept", process)
             except FrontendError:
                 process.stop()
                 if self.addressInUse(sizes):
                     continue
                 raise
             return
-        raise FrontendError(f"{self.executable}: no free port after {attempts} tries")
+        raise FrontendError(f"{self.executable}: no free ports after {attempts} tries")
 
     def alive(self) -> bool:
         """Return whether the frontend process is running."""
@@ -543,10 +686,12 @@ class Nginx(Frontend):
     """nginx, run with ``-p``/``-c``/``-e`` and ``daemon off``.
 
     The main template is ``nginx-test.conf.in``; the site template gets
-    ``@LISTEN@``, ``@BACKEND@`` and ``@PREFIX@``.  The distribution's ``scgi_params``
-    (next to the ``--conf-path`` nginx was built with) is copied into the private
-    directory, where ``include scgi_params`` looks for it.  As root, the workers run
-    as root (``user root;``) so that they can use the private directory.
+    ``@LISTEN@``, ``@TLS_LISTEN@``, ``@BACKEND@`` (``127.0.0.1:4000`` or
+    ``unix:/path``), ``@PREFIX@``, ``@CERT@``, ``@KEY@`` and ``@FILES@``.  The
+    distribution's ``scgi_params`` (next to the ``--conf-path`` nginx was built with)
+    is copied into the private directory, where ``include scgi_params`` looks for it.
+    As root, the workers run as root (``user root;``) so that they can use the
+    private directory.
     """
 
     executable = "nginx"
@@ -585,7 +730,7 @@ class Nginx(Frontend):
             f"end-to-end tests use the distribution's file: {Nginx.install}"
         )
 
-    def writeConfig(self, binary: str, port: int) -> Path:
+    def writeConfig(self, binary: str, port: int, tlsPort: int) -> Path:
         """Render ``nginx-test.conf.in`` around the site template."""
         directory = self.directory
         shutil.copyfile(self._scgiParams(binary), directory / "scgi_params")
@@ -595,16 +740,9 @@ class Nginx(Frontend):
         else:
             address = f"{backend.host}:{backend.port}"
         site = directory / "site.conf"
-        site.write_text(
-            renderTemplate(
-                DEPLOY / self.siteTemplate,
-                {
-                    "LISTEN": f"127.0.0.1:{port}",
-                    "BACKEND": address,
-                    "PREFIX": self.prefix,
-                },
-            )
-        )
+        values = self.siteValues(port, tlsPort)
+        values["BACKEND"] = address
+        site.write_text(renderTemplate(DEPLOY / self.siteTemplate, values))
         config = directory / "nginx.conf"
         config.write_text(
             renderTemplate(
@@ -623,6 +761,174 @@ class Nginx(Frontend):
         directory = str(self.directory)
         errorLog = str(self.directory / "error.log")
         return [binary, "-p", directory + "/", "-c", str(config), "-e", errorLog]
+
+
+class Apache(Frontend):
+    """Apache httpd, run as ``apache2 -f CONFIG -DFOREGROUND`` (mpm_event).
+
+    The main template is ``apache-test.conf.in``, a self-contained configuration
+    that loads its modules from :attr:`modules` and keeps its pid file, logs, mutexes
+    and runtime files in the private directory.  The site template gets the shared
+    placeholders (:meth:`Frontend.siteValues`) and ``@BACKEND@``
+    (``scgi://127.0.0.1:4000`` or ``unix:/path|scgi://localhost``).  Started as
+    root, the workers run as ``www-data`` (Debian's apache2 is not built to run them
+    as root).
+    """
+
+    executable = "apache2"
+    install = (
+        "apt-get install apache2 (Debian/Ubuntu; mod_proxy_scgi is in apache2-bin)"
+    )
+    mainTemplate = "apache-test.conf.in"
+    dropsPrivileges = True
+
+    modules = Path("/usr/lib/apache2/modules")
+    """Where Debian's apache2 keeps its modules."""
+
+    requiredModules = (
+        "mod_mpm_event.so",
+        "mod_authz_core.so",
+        "mod_setenvif.so",
+        "mod_proxy.so",
+        "mod_proxy_scgi.so",
+        "mod_ssl.so",
+    )
+    """The modules ``apache-test.conf.in`` loads."""
+
+    @property
+    def logs(self) -> list[Path]:
+        """``error.log``, ``access.log`` and apache2's own output."""
+        return [
+            self.directory / "error.log",
+            self.directory / "access.log",
+            self.directory / "apache2.out",
+        ]
+
+    @property
+    def pidFile(self) -> Path:
+        """``apache2.pid`` in the private directory."""
+        return self.directory / "apache2.pid"
+
+    def writeConfig(self, binary: str, port: int, tlsPort: int) -> Path:
+        """Render ``apache-test.conf.in`` around the site template.
+
+        :raises FrontendError: if a module it loads is missing.
+        """
+        missing = [m for m in self.requiredModules if not (self.modules / m).exists()]
+        if missing:
+            raise FrontendError(
+                f"Apache modules {missing} are missing from {self.modules}: "
+                f"{self.install}"
+            )
+        directory = self.directory
+        backend = self.backend
+        if backend.socketPath is not None:
+            address = f"unix:{backend.socketPath}|scgi://localhost"
+        else:
+            address = f"scgi://{backend.host}:{backend.port}"
+        values = self.siteValues(port, tlsPort)
+        values["BACKEND"] = address
+        site = directory / "site.conf"
+        site.write_text(renderTemplate(DEPLOY / self.siteTemplate, values))
+        user = workerUser()
+        config = directory / "apache2.conf"
+        config.write_text(
+            renderTemplate(
+                DEPLOY / self.mainTemplate,
+                {
+                    "TMPDIR": str(directory),
+                    "MODULES": str(self.modules),
+                    "LISTEN": values["LISTEN"],
+                    "TLS_LISTEN": values["TLS_LISTEN"],
+                    "USER_DIRECTIVES": ""
+                    if user is None
+                    else f"User {user[0]}\nGroup {user[1]}",
+                    "SITE": str(site),
+                },
+            )
+        )
+        return config
+
+    def command(self, binary: str, config: Path) -> list[str]:
+        """``apache2 -f CONFIG -DFOREGROUND``."""
+        return [binary, "-f", str(config), "-DFOREGROUND"]
+
+
+class Lighttpd(Frontend):
+    """lighttpd, run as ``lighttpd -D -f CONFIG`` (its error log is its stderr).
+
+    The main template is ``lighttpd-test.conf.in``; the site template gets the shared
+    placeholders (:meth:`Frontend.siteValues`) and ``@BACKEND@`` (``"host" =>
+    "127.0.0.1", "port" => 4000`` or ``"socket" => "/path"``).  Started as root,
+    lighttpd runs as ``www-data`` (``server.username``), with a work directory it
+    owns for buffered request bodies.
+    """
+
+    executable = "lighttpd"
+    install = "apt-get install lighttpd lighttpd-mod-openssl (Debian/Ubuntu)"
+    mainTemplate = "lighttpd-test.conf.in"
+    dropsPrivileges = True
+
+    openssl = Path("/usr/lib/lighttpd/mod_openssl.so")
+    """The TLS module of lighttpd (Debian: lighttpd-mod-openssl, only recommended)."""
+
+    @property
+    def logs(self) -> list[Path]:
+        """The output of lighttpd, which holds its error log."""
+        return [self.directory / "lighttpd.out"]
+
+    @property
+    def pidFile(self) -> Path:
+        """``lighttpd.pid`` in the private directory."""
+        return self.directory / "lighttpd.pid"
+
+    def writeConfig(self, binary: str, port: int, tlsPort: int) -> Path:
+        """Render ``lighttpd-test.conf.in`` around the site template.
+
+        :raises FrontendError: if the TLS module is missing.
+        """
+        if self.openssl.parent.is_dir() and not self.openssl.exists():
+            raise FrontendError(
+                f"lighttpd's TLS module {self.openssl} is missing: apt-get install "
+                "lighttpd-mod-openssl"
+            )
+        directory = self.directory
+        work = directory / "lighttpd-work"
+        work.mkdir(exist_ok=True)
+        user = workerUser()
+        if user is not None:
+            shutil.chown(work, user[0], user[1])
+        backend = self.backend
+        if backend.socketPath is not None:
+            address = f'"socket" => "{backend.socketPath}"'
+        else:
+            address = f'"host" => "{backend.host}", "port" => {backend.port}'
+        values = self.siteValues(port, tlsPort)
+        values["BACKEND"] = address
+        site = directory / "site.conf"
+        site.write_text(renderTemplate(DEPLOY / self.siteTemplate, values))
+        config = directory / "lighttpd.conf"
+        config.write_text(
+            renderTemplate(
+                DEPLOY / self.mainTemplate,
+                {
+                    "TMPDIR": str(directory),
+                    "WORKDIR": str(work),
+                    "BIND": "127.0.0.1",
+                    "PORT": str(port),
+                    "USER_DIRECTIVES": ""
+                    if user is None
+                    else f'server.username = "{user[0]}"\n'
+                    f'server.groupname = "{user[1]}"',
+                    "SITE": str(site),
+                },
+            )
+        )
+        return config
+
+    def command(self, binary: str, config: Path) -> list[str]:
+        """``lighttpd -D -f CONFIG``."""
+        return [binary, "-D", "-f", str(config)]
 
 
 # Stacks.
@@ -664,9 +970,15 @@ class Stack:
         """
         self.spec = spec
         spec.frontend.findBinary()
+        certificate, key = _certificate()
         name = spec.frontend.executable
         self.directory = Path(tempfile.mkdtemp(prefix=f"scgi-e2e-{name}-"))
+        if spec.frontend.dropsPrivileges and workerUser() is not None:
+            # The workers (www-data) must reach the socket and the offloaded files.
+            self.directory.chmod(0o711)
         try:
+            (self.directory / "cert.pem").write_bytes(certificate)
+            (self.directory / "key.pem").write_bytes(key)
             self.backend = Backend(spec.backend, self.directory)
             self.frontend = spec.frontend(
                 spec.site, self.backend, self.directory, spec.prefix
@@ -682,9 +994,15 @@ class Stack:
 
     @property
     def port(self) -> int:
-        """The frontend's port."""
+        """The frontend's plain HTTP port."""
         assert self.frontend is not None
         return self.frontend.port
+
+    @property
+    def tlsPort(self) -> int:
+        """The frontend's TLS port."""
+        assert self.frontend is not None
+        return self.frontend.tlsPort
 
     def _probe(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until ``GET <prefix>/echo`` gets through the frontend to the backend."""
@@ -716,8 +1034,10 @@ class Stack:
             and self.frontend.alive()
         )
 
-    def url(self, path: str) -> str:
+    def url(self, path: str, *, tls: bool = False) -> str:
         """Return the client-side URL of ``path`` (which starts with ``/``)."""
+        if tls:
+            return f"https://127.0.0.1:{self.tlsPort}{path}"
         return f"http://127.0.0.1:{self.port}{path}"
 
     def stop(self) -> None:
@@ -870,6 +1190,15 @@ class FrontendTestMixin(_MixinBase):
         *,
         headers: Iterable[tuple[str, str]] = (),
         body: bytes | None = None,
+        tls: bool = False,
+        chunked: bool = False,
     ) -> HTTPResult:
-        """Send one request to the frontend and read the whole response."""
-        return httpRequest(self.stack.port, method, path, headers=headers, body=body)
+        """Send one request to the frontend and read the whole response.
+
+        :param tls: use the frontend's TLS port.
+        :param chunked: send the body with ``Transfer-Encoding: chunked``.
+        """
+        port = self.stack.tlsPort if tls else self.stack.port
+        return httpRequest(
+            port, method, path, headers=headers, body=body, tls=tls, chunked=chunked
+        )

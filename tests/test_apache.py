@@ -1,0 +1,254 @@
+"""End-to-end tests through a real Apache httpd (mod_proxy_scgi), from ``docs/deploy/``.
+
+Every test sends a real HTTP request to a real ``apache2`` (mpm_event, run in the
+foreground by :mod:`tests.frontends` with ``apache-test.conf.in`` around
+``apache-scgi.conf.in``) that passes it over SCGI to ``python -m tests.e2e_app``.
+The shared cases are :class:`FrontendCases`; this module pins what Apache does
+differently, and runs them mounted at the root and at ``/app``, over a TCP and over a
+unix-socket backend.  Started as root, Apache's workers run as ``www-data``.
+
+Apache is required: without it every test fails, saying what to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+from urllib.parse import quote
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from ._frontend_cases import (
+    MAX_BODY_SIZE,
+    PREFIX,
+    FrontendCases,
+    GuideCases,
+    KiB,
+    payload,
+    variables,
+)
+from .frontends import Apache, BackendSpec, StackSpec, httpResponse
+
+
+class _ApacheCases(FrontendCases):
+    """What Apache 2.4 (Debian, mod_proxy_scgi) does differently."""
+
+    offloadFrontend = "apache"
+    foreignOffload = "nginx"
+
+    def test_encodedSlash(self) -> None:
+        """Apache answers 404 itself to a ``%2F`` in the path (AllowEncodedSlashes).
+
+        The backend never sees the request.
+        """
+        response = self.request("GET", self.at("/echo/x/y%2Fz"))
+        self.assertEqual(response.status, 404)
+        self.assertNotFromBackend(response)
+        self.assertIn(b"Not Found", response.body)
+
+    def test_chunkedUpload(self) -> None:
+        """Apache answers 411 Length Required to a chunked upload (mod_proxy_scgi).
+
+        The backend sees at most an empty connection, which it closes quietly: no
+        error is logged.
+        """
+        backend = self.stack.backend
+        assert backend is not None
+        logged = backend.log.stat().st_size
+        response = self.upload(payload(200 * KiB, 200), chunked=True)
+        self.assertEqual(response.status, 411)
+        self.assertNotFromBackend(response)
+        self.assertEqual(self.echo(self.at("/echo"))["method"], "GET")
+        with backend.log.open("rb") as log:
+            log.seek(logged)
+            added = log.read()
+        self.assertNotIn(b"Traceback", added)
+        self.assertNotIn(b"rror", added)
+
+    def test_twoCookieHeaders(self) -> None:
+        """Apache merges two ``Cookie`` lines with a comma: one cookie arrives.
+
+        ``a=1, b=2`` cannot be split reliably, so twisted.web sees the cookie ``a``
+        with the value ``1, b=2``.  Browsers send one ``Cookie`` line (and
+        ``test_oneCookieHeaderTwoCookies`` shows that works).
+        """
+        echo = self.echo(
+            self.at("/echo"), headers=[("Cookie", "a=1"), ("Cookie", "b=2")]
+        )
+        self.assertEqual(echo["received_cookies"], {"a": "1, b=2"})
+        self.assertIn(("HTTP_COOKIE", "a=1, b=2"), variables(echo))
+
+    def test_locationWithoutRedirectStatus(self) -> None:
+        """A ``200`` with ``Location: /path`` loops inside Apache, ending in 500.
+
+        Apache takes a local ``Location`` without a ``3xx`` status as a CGI internal
+        redirect (``ProxySCGIInternalRedirect On``) and asks the backend again, with
+        the *original* ``REQUEST_URI``.  scgi_twisted routes on ``REQUEST_URI``, so
+        the same resource answers again, ten times, until Apache gives up
+        (``AH00124``).  twisted.web's ``redirect()`` sets ``302``, which avoids it.
+        """
+        target = self.at("/echo/x")
+        response = self.request("GET", self.at(f"/location?to={target}"))
+        self.assertEqual(response.status, 500)
+        self.assertNotFromBackend(response)
+
+    def test_tlsHostWithoutPort(self) -> None:
+        """Over TLS, a ``Host`` without a port makes Apache send SERVER_PORT=443.
+
+        URLs then have no port (the https default), whatever port the TLS listener
+        has.  HTTP/1.1 clients send the port whenever it is not the default.
+        """
+        response = self.request(
+            "GET", self.at("/redirect"), headers=[("Host", "localhost")], tls=True
+        )
+        self.assertEqual(response.status, 302)
+        self.assertEqual(
+            response.header("Location"),
+            f"https://localhost{self.at('/redirect/done')}",
+        )
+
+    def test_offloadPercentName(self) -> None:
+        """Apache refuses X-Sendfile paths with a bare ``%``; so does the helper.
+
+        Sent anyway (``/offload/raw``), Apache logs ``AH10244: invalid URI path`` and
+        answers 500; ``FileOffload("apache", ...)`` raises ``OffloadError`` instead,
+        which the test application turns into a 404.
+        """
+        raw = self.request("GET", self.at("/offload/raw/100%25.txt"))
+        self.assertEqual(raw.status, 500)
+        self.assertNotFromBackend(raw)
+        refused = self.offloaded("100%.txt")
+        self.assertEqual(refused.status, 404)
+        self.assertIn("AH10244", refused.json()["error"])
+
+    def test_offloadAnyPath(self) -> None:
+        """Apache sends any file an X-Sendfile path names, outside the directory too.
+
+        ``/offload/raw`` sends the path unchecked; ``FileOffload`` only sends paths
+        below its root, the one limit there is with Apache.
+        """
+        outside = self.stack.directory / "outside.txt"
+        outside.write_bytes(b"not for clients\n")
+        outside.chmod(0o644)
+        response = self.request(
+            "GET", self.at(f"/offload/raw/x?path={quote(str(outside))}")
+        )
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.body, b"not for clients\n")
+
+    def test_offloadMissingFile(self) -> None:
+        """Apache answers 500, not 404, when an X-Sendfile file does not exist.
+
+        Its error log says ``AH00864: Subrequest to file ... not possible``.
+        """
+        response = self.offloaded("missing.txt")
+        self.assertEqual(response.status, 500)
+        self.assertNotFromBackend(response)
+
+    def test_head(self) -> None:
+        """HEAD gets the GET's status and no body, and from Apache no length.
+
+        Apache drops the backend's ``Content-Length`` (it re-frames every SCGI
+        response), so a HEAD response has none.
+        """
+        response = self.request("HEAD", self.at("/big"))
+        self.assertEqual(response.status, 200)
+        self.assertIsNone(response.header("Content-Length"))
+        self.assertEqual(response.body, b"")
+        get = self.request("GET", self.at("/big"))
+        self.assertIsNone(get.header("Content-Length"))
+        self.assertEqual(get.header("Transfer-Encoding"), "chunked")
+        echo = self.request("HEAD", self.at("/echo"))
+        self.assertEqual(echo.status, 200)
+        self.assertEqual(echo.body, b"")
+
+    def test_offloadIgnoresRange(self) -> None:
+        """Apache sends an X-Sendfile file whole (200), ignoring ``Range``."""
+        response = self.request(
+            "GET",
+            self.at("/offload/apache/report.bin"),
+            headers=[("Range", "bytes=0-9")],
+        )
+        self.assertServedByFrontend(response, "report.bin")
+
+    def test_accelBufferingPassedOn(self) -> None:
+        """Apache streams without being asked, and passes ``X-Accel-Buffering`` on."""
+        with httpResponse(self.stack.port, "GET", self.at("/stream?n=1")) as response:
+            self.assertEqual(response.status, 200)
+            self.assertEqual(response.getheader("X-Accel-Buffering"), "no")
+            response.read()
+
+    def test_mountVariables(self) -> None:
+        """With ``proxy-scgi-pathinfo`` Apache splits a plain path right.
+
+        ``SCRIPT_NAME`` is the mount point and ``PATH_INFO`` the rest.
+        """
+        echo = self.echo(self.at("/echo/a/b"))
+        pairs = variables(echo)
+        self.assertIn(("SCRIPT_NAME", self.mount), pairs)
+        self.assertIn(("PATH_INFO", "/echo/a/b"), pairs)
+
+    def test_mountVariablesEncoded(self) -> None:
+        """With an escape in the path, Apache's split is wrong; the mount is right.
+
+        ``PATH_INFO`` is re-encoded (``/echo/a%20b``) while ``SCRIPT_NAME`` is
+        cut from the decoded path, so it is not the mount point; scgi_twisted finds
+        the mount from the decoded ``PATH_INFO`` instead.
+        """
+        echo = self.echo(self.at("/echo/a%20b"))
+        pairs = variables(echo)
+        self.assertIn(("PATH_INFO", "/echo/a%20b"), pairs)
+        self.assertNotIn(("SCRIPT_NAME", self.mount), pairs)
+        self.assertEqual(echo["prepath"], [*self.mountSegments, "echo"])
+        self.assertEqual(echo["postpath"], ["a b"])
+
+    def test_mountPointPathInfo(self) -> None:
+        """For the bare mount point Apache sends ``PATH_INFO=/``."""
+        echo = self.echo(self.mount or "/")
+        pairs = variables(echo)
+        self.assertIn(("PATH_INFO", "/"), pairs)
+
+
+def apacheSpec(transport: Literal["tcp", "unix"]) -> StackSpec:
+    """Describe an Apache stack with ``apache-scgi.conf.in`` and the backend."""
+    return StackSpec(
+        Apache,
+        "apache-scgi.conf.in",
+        BackendSpec(transport, maxBodySize=MAX_BODY_SIZE),
+        PREFIX,
+    )
+
+
+class ApacheTCPRootTests(_ApacheCases, SynchronousTestCase):
+    """``apache-scgi.conf.in``, TCP backend, the application at the root."""
+
+    stackSpec: ClassVar[StackSpec] = apacheSpec("tcp")
+    mount = ""
+
+
+class ApacheTCPPrefixTests(_ApacheCases, SynchronousTestCase):
+    """``apache-scgi.conf.in``, TCP backend, the application at ``/app``."""
+
+    stackSpec: ClassVar[StackSpec] = apacheSpec("tcp")
+    mount = PREFIX
+
+
+class ApacheUnixRootTests(_ApacheCases, SynchronousTestCase):
+    """``apache-scgi.conf.in``, unix-socket backend, the application at the root."""
+
+    stackSpec: ClassVar[StackSpec] = apacheSpec("unix")
+    mount = ""
+
+
+class ApacheUnixPrefixTests(_ApacheCases, SynchronousTestCase):
+    """``apache-scgi.conf.in``, unix-socket backend, the application at ``/app``."""
+
+    stackSpec: ClassVar[StackSpec] = apacheSpec("unix")
+    mount = PREFIX
+
+
+class ApacheGuideTests(GuideCases, SynchronousTestCase):
+    """``docs/deploy-apache.md`` shows the files the Apache suite runs."""
+
+    guide = "deploy-apache.md"
+    specs: ClassVar[Sequence[StackSpec]] = [ApacheTCPRootTests.stackSpec]
