@@ -80,6 +80,7 @@ from twisted.web.wsgi import WSGIResource
 
 from scgi_twisted import SCGISite, getSCGIVariables
 from scgi_twisted.offload import FileOffload, OffloadError
+from tests._streaming_app import StreamingHash
 
 if TYPE_CHECKING:
     from twisted.python.threadpool import ThreadPool
@@ -534,6 +535,7 @@ def buildRoot(
     root.putChild(b"error", Error())
     root.putChild(b"abort", Abort(clock, state))
     root.putChild(b"abort-status", AbortStatus(state))
+    root.putChild(b"stream-upload", StreamingHash(clock))
     if bigFile is not None:
         root.putChild(b"big", File(str(bigFile)))
     if offloadDirectory is not None:

@@ -12,6 +12,7 @@ Apache is required: without it every test fails, saying what to install.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 from urllib.parse import quote
@@ -24,10 +25,17 @@ from ._frontend_cases import (
     FrontendCases,
     GuideCases,
     KiB,
+    MiB,
     payload,
     variables,
 )
-from .frontends import Apache, BackendSpec, StackSpec, httpResponse
+from .frontends import (
+    Apache,
+    BackendSpec,
+    FrontendTestMixin,
+    StackSpec,
+    httpResponse,
+)
 
 
 class _ApacheCases(FrontendCases):
@@ -245,6 +253,53 @@ class ApacheUnixPrefixTests(_ApacheCases, SynchronousTestCase):
 
     stackSpec: ClassVar[StackSpec] = apacheSpec("unix")
     mount = PREFIX
+
+
+class _ApacheStreamingCases(FrontendTestMixin):
+    """Streamed uploads through Apache, which sends the body as it arrives.
+
+    The backend runs without ``--max-body-size`` here, so a 64 MiB body is served.
+    """
+
+    mount = ""
+
+    def test_streamedUpload64MiB(self) -> None:
+        """A 64 MiB upload streams through Apache to a streaming resource.
+
+        Apache sends the body as it arrives; the ``IStreamingUploadResource`` hashes
+        it piece by piece, so the hash is right and the backend's resident memory
+        grows by less than 8 MiB while it arrives.
+        """
+        body = payload(64 * MiB, 64)
+        response = self.request(
+            "POST",
+            "/stream-upload?rss=1",
+            headers=[("Content-Type", "application/octet-stream")],
+            body=body,
+        )
+        self.assertEqual(response.status, 200, response)
+        result = response.json()
+        self.assertEqual(result["length"], len(body))
+        self.assertEqual(result["sha256"], hashlib.sha256(body).hexdigest())
+        self.assertGreater(result["chunks"], 1)
+        self.assertLess(result["rss"]["growth"], 8 * MiB, result["rss"])
+
+
+def apacheStreamingSpec(transport: Literal["tcp", "unix"]) -> StackSpec:
+    """Describe an Apache stack whose backend has no body limit."""
+    return StackSpec(Apache, "apache-scgi.conf.in", BackendSpec(transport), PREFIX)
+
+
+class ApacheTCPStreamingTests(_ApacheStreamingCases, SynchronousTestCase):
+    """Streamed uploads through Apache to a TCP backend."""
+
+    stackSpec: ClassVar[StackSpec] = apacheStreamingSpec("tcp")
+
+
+class ApacheUnixStreamingTests(_ApacheStreamingCases, SynchronousTestCase):
+    """Streamed uploads through Apache to a unix-socket backend."""
+
+    stackSpec: ClassVar[StackSpec] = apacheStreamingSpec("unix")
 
 
 class ApacheGuideTests(GuideCases, SynchronousTestCase):
