@@ -22,7 +22,7 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import reactor as _global_reactor
 from twisted.internet.defer import Deferred
@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from scgi_twisted import SCGIChannel, SCGISite
+from scgi_twisted import client as scgi_client
 
 from ._scgi import buildRequest, nginxVariables, parseResponse
 from .e2e_app import AppState, buildRoot
@@ -251,6 +252,66 @@ class _SocketTestsMixin(_MixinBase):
         self.assertEqual(
             echo["scgi"], [[n.decode("latin-1"), v.decode("latin-1")] for n, v in sent]
         )
+        self.assertClosedCleanly(await site.allClosed())
+
+    def clientEndpoint(self, address: Address) -> str:
+        """Return the client endpoint string that reaches ``address``."""
+        family, where = address
+        if family == socket.AF_UNIX:
+            path = where.decode() if isinstance(where, bytes) else str(where)
+            return f"unix:{path}"
+        host, port = cast(tuple[str, int], where)
+        return f"tcp:{host}:{port}"
+
+    async def test_clientGet(self) -> None:
+        """scgi_twisted's own SCGI client gets a GET answered over the socket.
+
+        The request carries a query, a header and an extra SCGI variable; the
+        response's status, headers and body come back through the client.
+        """
+        site, _, address = await self.serve()
+        response = await scgi_client.request(
+            _reactor,
+            self.clientEndpoint(address),
+            "GET",
+            "/echo?a=1",
+            headers=[("X-Custom", "yes")],
+            variables={"HTTPS": "on"},
+        )
+        self.assertEqual(response.code, 200)
+        self.assertEqual(
+            response.headers.getRawHeaders(b"content-type"), [b"application/json"]
+        )
+        echo = json.loads(await response.content())
+        self.assertEqual(echo["args"], {"a": ["1"]})
+        self.assertTrue(echo["isSecure"])
+        self.assertIn(["x-custom", "yes"], echo["headers"])
+        self.assertClosedCleanly(await site.allClosed())
+
+    async def test_clientPost8MiB(self) -> None:
+        """The SCGI client sends an 8 MiB body that arrives intact."""
+        site, _, address = await self.serve()
+        body = random.Random(9).randbytes(8 * 1024 * 1024)
+        response = await scgi_client.request(
+            _reactor, self.clientEndpoint(address), "POST", "/upload", body=body
+        )
+        self.assertEqual(response.code, 200)
+        answer = json.loads(await response.content())
+        self.assertEqual(answer["sha256"], hashlib.sha256(body).hexdigest())
+        self.assertClosedCleanly(await site.allClosed())
+
+    async def test_clientBodyTooLarge(self) -> None:
+        """A 413 from the server reaches the client as a 413 response, not an error.
+
+        The client sends a body over ``max_body_size``; the server answers 413,
+        reads the body to its end and closes cleanly.
+        """
+        site, _, address = await self.serve(max_body_size=1024)
+        response = await scgi_client.request(
+            _reactor, self.clientEndpoint(address), "POST", "/upload", body=b"x" * 4096
+        )
+        self.assertEqual(response.code, 413)
+        self.assertIn(b"CONTENT_LENGTH", await response.content())
         self.assertClosedCleanly(await site.allClosed())
 
     async def test_post8MiB(self) -> None:
