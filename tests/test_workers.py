@@ -1,0 +1,622 @@
+"""Tests for ``twistd scgi --workers N`` (:mod:`scgi_twisted._workers`, ``_worker``).
+
+Strategy:
+
+* :class:`WorkerOptionsTests` and :class:`WorkerCommandLineTests` check, in process,
+  the ``--workers`` option, the service it builds, the workers' command line and
+  environment.
+* :class:`WorkersTests` runs the real command, ``twistd -n scgi --workers 2``, as a
+  subprocess listening on a unix socket in a temporary directory, with the
+  application in :data:`APPLICATION`: it answers with the pid of the worker that
+  served, can answer after a delay without blocking (``/delay/SECONDS``), can block
+  its worker (``/block/SECONDS``, a ``time.sleep`` in ``render``, which shows which
+  workers accept while another is busy), and can hold a request open until the test
+  creates a file (``/until/NAME``), which keeps a request in flight for exactly as
+  long as a test needs.  Worker pids are read from the
+  supervisor's log; every pid seen is killed (if it is still a worker) when the test
+  ends, after the supervisor itself.
+
+Nothing here skips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+from twisted.application.service import IServiceCollection
+from twisted.internet.testing import MemoryReactor
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from scgi_twisted import _worker, _workers, tap
+
+from .test_defaultpage import Response
+from .test_plugin import (
+    STOPPED,
+    TWISTD,
+    Address,
+    Server,
+    environment,
+    request,
+    temporaryDirectory,
+)
+
+DEADLINE = 30.0
+"""Seconds to wait for anything a test waits for."""
+
+APPLICATION = '''
+"""The application the --workers tests serve: it tells which process served."""
+
+import os
+import time
+
+from twisted.internet import reactor
+from twisted.internet.task import LoopingCall
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+
+class Pid(Resource):
+    isLeaf = True
+
+    def render(self, request):
+        request.setHeader(b"content-type", b"text/plain")
+        path = request.postpath
+        pid = b"%d" % os.getpid()
+        if path[:1] == [b"block"]:
+            time.sleep(float(path[1]))
+        elif path[:1] == [b"until"]:
+            name = path[1].decode()
+
+            def check():
+                if os.path.exists(name):
+                    poll.stop()
+                    if not request._disconnected:
+                        request.write(pid)
+                        request.finish()
+
+            poll = LoopingCall(check)
+            poll.start(0.02)
+            return NOT_DONE_YET
+        elif path[:1] == [b"delay"]:
+
+            def answer():
+                if not request._disconnected:
+                    request.write(pid)
+                    request.finish()
+
+            reactor.callLater(float(path[1]), answer)
+            return NOT_DONE_YET
+        elif path[:1] == [b"print"]:
+            print("printed by", os.getpid())
+        return pid
+
+
+root = Pid()
+'''
+
+STARTED = re.compile(r"Started worker (\d+) \(pid (\d+), generation (\d+)\)")
+"""The supervisor's log line for each worker it starts."""
+
+
+def isWorker(pid: int) -> bool:
+    """Return whether ``pid`` is a running scgi_twisted worker (not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            command = file.read()
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            state = file.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return b"scgi_twisted._worker" in command and state != b"Z"
+
+
+def waitUntil(
+    condition: Callable[[], bool], what: str, output: Callable[[], str] = str
+) -> None:
+    """Poll ``condition`` until it holds; fail after :data:`DEADLINE` seconds."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not in {DEADLINE:g} s\n{output()}")
+        time.sleep(0.05)
+
+
+class Supervised:
+    """A ``twistd -n scgi --workers N`` subprocess and what its log says.
+
+    :ivar server: the subprocess.
+    :ivar address: its unix socket.
+    :ivar directory: its working directory.
+    """
+
+    def __init__(
+        self,
+        case: SynchronousTestCase,
+        *arguments: str,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Start it and wait until every worker serves."""
+        self.directory = temporaryDirectory(case)
+        (self.directory / "scgi_workers_app.py").write_text(APPLICATION)
+        self.socketPath = self.directory / "scgi.sock"
+        self.address: Address = (socket.AF_UNIX, str(self.socketPath))
+        self.workers = workers
+        case.addCleanup(self.killWorkers)
+        self.server = Server(
+            case,
+            self.directory,
+            [
+                *TWISTD,
+                "-n",
+                "--pidfile=",
+                "scgi",
+                "--workers",
+                str(workers),
+                "--listen",
+                f"unix:{self.socketPath}:mode=600",
+                "--resource",
+                "scgi_workers_app.root",
+                *arguments,
+            ],
+            env=environment(str(self.directory)) if env is None else env,
+        )
+        self.waitForLog(rf"All {workers} worker\(s\) serve")
+
+    @property
+    def pid(self) -> int:
+        """The supervisor's pid."""
+        return self.server.process.pid
+
+    def output(self) -> str:
+        """Everything the supervisor wrote so far."""
+        return self.server.output()
+
+    def started(self, generation: int | None = None) -> dict[int, int]:
+        """Return ``{slot: pid}`` of the workers started (of one generation)."""
+        found: dict[int, int] = {}
+        for slot, pid, gen in STARTED.findall(self.output()):
+            if generation is None or int(gen) == generation:
+                found[int(slot)] = int(pid)
+        return found
+
+    def allPids(self) -> set[int]:
+        """Every worker pid the supervisor ever started."""
+        return {int(pid) for _, pid, _ in STARTED.findall(self.output())}
+
+    def waitForLog(self, pattern: str, count: int = 1) -> None:
+        """Wait until ``pattern`` occurs ``count`` times in the supervisor's log."""
+        compiled = re.compile(pattern)
+
+        def found() -> bool:
+            if self.server.process.poll() is not None:
+                raise AssertionError(
+                    f"the supervisor exited ({self.server.process.returncode}) "
+                    f"before {pattern!r}:\n{self.output()}"
+                )
+            return len(compiled.findall(self.output())) >= count
+
+        waitUntil(found, f"{pattern!r} x{count}", self.output)
+
+    def killWorkers(self) -> None:
+        """Kill every worker still running (by pid, after checking it is one)."""
+        for pid in self.allPids():
+            if isWorker(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def get(self, path: str) -> Response:
+        """Send ``GET path`` over the unix socket."""
+        return request(self.address, path.encode())
+
+    def release(self, name: str) -> None:
+        """Let the ``/until/NAME`` requests finish."""
+        (self.directory / name).touch()
+
+    def servingPids(self) -> set[int]:
+        """Return the pids of the workers that accept now.
+
+        One request per worker, each blocking the worker that takes it for a moment,
+        sent 0.2 s apart: a blocked worker cannot accept, so each request lands on a
+        different idle worker.
+        """
+        results: list[Response | BaseException | None] = [None] * self.workers
+
+        def send(index: int) -> None:
+            try:
+                results[index] = self.get("/block/0.8")
+            except BaseException as error:
+                results[index] = error
+
+        threads = [
+            threading.Thread(target=send, args=(index,), daemon=True)
+            for index in range(self.workers)
+        ]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.2)
+        for thread in threads:
+            thread.join(DEADLINE)
+        pids = set()
+        for result in results:
+            assert isinstance(result, Response), result
+            assert result.status == b"200 OK", result.status
+            pids.add(int(result.body))
+        return pids
+
+
+class Background:
+    """Requests sent over and over from a thread, counting what failed.
+
+    :ivar ok: how many got ``200 OK``.
+    :ivar failures: a description of each that did not.
+    :ivar pids: the pids that answered.
+    """
+
+    def __init__(self, send: Callable[[], Response]) -> None:
+        self._send = send
+        self.ok = 0
+        self.failures: list[str] = []
+        self.pids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                response = self._send()
+            except Exception as error:
+                self.failures.append(f"{type(error).__name__}: {error}")
+                continue
+            if response.status == b"200 OK":
+                self.ok += 1
+                self.pids.add(int(response.body))
+            else:
+                self.failures.append(f"status {response.status!r}")
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Background]:
+        """Send requests while the block runs."""
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            self._thread.join(DEADLINE)
+
+
+class Pending:
+    """One request sent from a thread, its answer collected later."""
+
+    def __init__(self, send: Callable[[], Response]) -> None:
+        self.result: Response | BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(send,), daemon=True)
+        self._thread.start()
+
+    def _run(self, send: Callable[[], Response]) -> None:
+        try:
+            self.result = send()
+        except BaseException as error:
+            self.result = error
+
+    def done(self) -> bool:
+        """Return whether the answer (or an error) came."""
+        return not self._thread.is_alive()
+
+    def response(self) -> Response:
+        """Wait for the answer and return it; fail on an error."""
+        self._thread.join(DEADLINE)
+        result = self.result
+        if not isinstance(result, Response):
+            raise AssertionError(f"the request failed: {result!r}")
+        return result
+
+
+class WorkerOptionsTests(SynchronousTestCase):
+    """``--workers`` is parsed, and selects the supervisor."""
+
+    def parse(self, *arguments: str) -> tap.Options:
+        """Parse ``twistd scgi`` options."""
+        options = tap.Options()
+        options.parseOptions(list(arguments))
+        return options
+
+    def test_workersValue(self) -> None:
+        """``--workers N`` is a whole number; anything else is a usage error."""
+        self.assertEqual(self.parse("--workers", "3")["workers"], 3)
+        for bad in ("-1", "two", "1.5", ""):
+            with self.assertRaises(usage.UsageError) as caught:
+                self.parse("--workers", bad)
+            self.assertTrue(str(caught.exception).startswith("--workers: "))
+
+    def test_argumentsKept(self) -> None:
+        """The options are kept as given, for the workers to parse again."""
+        arguments = ["--workers", "2", "--listen", "unix:/tmp/x.sock", "--timeout=5"]
+        self.assertEqual(self.parse(*arguments).arguments, arguments)
+
+    def test_zeroServesInProcess(self) -> None:
+        """Without ``--workers`` (or with 0) the site is served in this process."""
+        for arguments in ([], ["--workers", "0"]):
+            made = tap.makeService(self.parse(*arguments), MemoryReactor())
+            self.assertIsInstance(made, tap.SCGIService)
+
+    def test_supervisor(self) -> None:
+        """With ``--workers N`` the service is a supervisor of N workers.
+
+        It is given every ``--listen`` and the options as given; building it listens
+        nowhere (binding waits for the service to start).
+        """
+        reactor = MemoryReactor()
+        arguments = [
+            "--workers",
+            "3",
+            "--listen",
+            "unix:/tmp/a.sock",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--grace-period",
+            "4",
+        ]
+        made = tap.makeService(self.parse(*arguments), reactor)
+        self.assertNotIsInstance(made, tap.SCGIService)
+        (supervisor,) = list(IServiceCollection(made))
+        assert isinstance(supervisor, _workers.Supervisor)
+        self.assertEqual(supervisor.count, 3)
+        self.assertEqual(
+            supervisor.listen, ["unix:/tmp/a.sock", "tcp:0:interface=127.0.0.1"]
+        )
+        self.assertEqual(supervisor.arguments, arguments)
+        self.assertEqual(supervisor.gracePeriod, 4.0)
+        self.assertEqual(reactor.tcpServers, [])
+        self.assertEqual(reactor.unixServers, [])
+
+    def test_unparsedOptions(self) -> None:
+        """Options never parsed with ``parseOptions`` cannot be passed to workers."""
+        options = tap.Options()
+        options["workers"] = 2
+        with self.assertRaises(ValueError):
+            tap.makeService(options, MemoryReactor())
+
+
+class WorkerCommandLineTests(SynchronousTestCase):
+    """How the supervisor describes the sockets and the options to a worker."""
+
+    def test_socketRoundTrip(self) -> None:
+        """A ``--socket`` value names the descriptor, family, backlog and endpoint."""
+        for family in (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+            inherited = _worker.InheritedSocket(5, family, 128, "unix:/a:mode=600")
+            parsed = _worker.InheritedSocket.parse(inherited.argument())
+            self.assertEqual(parsed, inherited)
+
+    def test_badSocket(self) -> None:
+        """A ``--socket`` value with an unknown family or no backlog is refused."""
+        for bad in ("4:ipx:50:x", "4:unix", "four:unix:50:x"):
+            with self.assertRaises(ValueError):
+                _worker.InheritedSocket.parse(bad)
+
+    def test_parseArguments(self) -> None:
+        """The worker's own options come before ``--``, the scgi options after."""
+        number, sockets, options = _worker.parseArguments(
+            [
+                "--worker",
+                "2",
+                "--socket",
+                "4:inet:50:tcp:0",
+                "--",
+                "--listen",
+                "x",
+                "--",
+            ]
+        )
+        self.assertEqual(number, 2)
+        self.assertEqual(
+            sockets, [_worker.InheritedSocket(4, socket.AF_INET, 50, "tcp:0")]
+        )
+        self.assertEqual(options, ["--listen", "x", "--"])
+        for bad in (["--worker", "1"], ["--worker", "--"], ["--what", "1", "--"]):
+            with self.assertRaises(ValueError):
+                _worker.parseArguments(bad)
+
+    def test_workerOptionsIgnoreListen(self) -> None:
+        """A worker ignores ``--listen`` (even ``systemd:`` ones) and ``--workers``.
+
+        Without systemd's variables ``twistd scgi`` refuses a ``systemd:`` endpoint;
+        the worker, which is passed the socket by its supervisor, must not.
+        """
+        arguments = ["--listen", "systemd:domain=UNIX:index=0", "--workers", "2"]
+        with self.assertRaises(usage.UsageError):
+            tap.Options().parseOptions(arguments)
+        options = _worker.WorkerOptions()
+        options.parseOptions([*arguments, "--timeout", "7"])
+        self.assertEqual(options["timeout"], 7.0)
+        self.assertFalse(options.get("workers"))
+
+    def test_environment(self) -> None:
+        """Workers get our import path, and none of systemd's variables."""
+        self.patch(os, "environ", dict(os.environ))
+        os.environ.update(
+            NOTIFY_SOCKET="/run/x",
+            LISTEN_FDS="1",
+            LISTEN_PID="1",
+            LISTEN_FDNAMES="a",
+            SCGI_TEST_KEPT="yes",
+        )
+        env = _workers._workerEnvironment()
+        for name in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+            self.assertNotIn(name, env)
+        self.assertEqual(env["SCGI_TEST_KEPT"], "yes")
+        path = env["PYTHONPATH"].split(os.pathsep)
+        for entry in sys.path:
+            self.assertIn(os.path.abspath(entry or os.curdir), path)
+
+
+class WorkersTests(SynchronousTestCase):
+    """``twistd -n scgi --workers 2`` serves, survives, reloads and stops cleanly."""
+
+    def test_twoWorkersServe(self) -> None:
+        """Two worker processes serve at once, and their logs reach one log, once.
+
+        While one worker is blocked, the other answers; the two pids are the two
+        workers the supervisor started, children of the supervisor.  Each worker's
+        log lines (its ``ready`` line, an access-log line, a ``print``) appear in
+        the supervisor's output exactly once, under the worker's name.
+        """
+        supervised = Supervised(self)
+        started = supervised.started(1)
+        self.assertEqual(sorted(started), [1, 2])
+        self.assertEqual(supervised.servingPids(), set(started.values()))
+        for pid in started.values():
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            self.assertEqual(parent, supervised.pid)
+        served = int(supervised.get("/print/unique-path-7f3a").body)
+        slot = next(s for s, pid in started.items() if pid == served)
+        name = rf"\[worker {slot} pid {served}\]"
+        supervised.waitForLog(name + r".*GET /print/unique-path-7f3a HTTP/1\.1")
+        supervised.waitForLog(name + rf".*printed by {served}")
+        output = supervised.output()
+        self.assertEqual(output.count("GET /print/unique-path-7f3a"), 1, output)
+        self.assertEqual(output.count(f"printed by {served}"), 1, output)
+        for slot, pid in started.items():
+            ready = f"[worker {slot} pid {pid}] [scgi_twisted._worker#info] Worker"
+            self.assertEqual(output.count(f"{ready} {slot} (pid {pid}) ready"), 1)
+        self.assertIn(supervised.server.stop(), STOPPED, supervised.output())
+
+    def test_workerRestarted(self) -> None:
+        """A worker killed with SIGKILL is replaced; the service goes on throughout.
+
+        Of the requests sent one after another all along, only the one the killed
+        worker may have had in flight can fail; every request after the kill
+        succeeds (the survivor serves alone until the replacement is ready), and
+        afterwards the survivor and the replacement both serve.
+        """
+        supervised = Supervised(self)
+        started = supervised.started(1)
+        victim, survivor = started[1], started[2]
+        with Background(lambda: supervised.get("/")).running() as load:
+            waitUntil(lambda: load.ok >= 20, "requests before the kill")
+            os.kill(victim, signal.SIGKILL)
+            okAtKill = load.ok
+            supervised.waitForLog(
+                rf"Worker 1 \(pid {victim}\) exited unexpectedly \(killed by SIGKILL\)"
+            )
+            supervised.waitForLog(r"Started worker 1 ", count=2)
+            replacement = supervised.started()[1]
+            self.assertNotEqual(replacement, victim)
+            supervised.waitForLog(rf"Worker 1 \(pid {replacement}\) ready")
+            failuresAtRestart = len(load.failures)
+            okAfterRestart = load.ok
+            waitUntil(lambda: load.ok >= okAfterRestart + 20, "requests after")
+        self.assertGreater(okAfterRestart, okAtKill, "nothing served meanwhile")
+        self.assertLessEqual(len(load.failures), 1, load.failures)
+        self.assertEqual(len(load.failures), failuresAtRestart, load.failures)
+        self.assertEqual(supervised.servingPids(), {survivor, replacement})
+        self.assertIn(supervised.server.stop(), STOPPED, supervised.output())
+
+    def test_reload(self) -> None:
+        """SIGHUP: new workers serve, old ones finish their requests, nothing fails.
+
+        A request in flight on an old worker when the reload happens completes with
+        200 from that old worker after the old workers were told to stop; requests
+        sent all along all succeed; then only the new generation serves, and the old
+        workers exit with status 0.
+        """
+        supervised = Supervised(self)
+        old = supervised.started(1)
+        inFlight = Pending(lambda: supervised.get("/until/go-reload"))
+        time.sleep(0.3)
+        with Background(lambda: supervised.get("/")).running() as load:
+            os.kill(supervised.pid, signal.SIGHUP)
+            supervised.waitForLog(r"Reloaded: generation 2 serves")
+            new = supervised.started(2)
+            self.assertEqual(sorted(new), [1, 2])
+            self.assertFalse(set(new.values()) & set(old.values()))
+            supervised.waitForLog(r"Worker \d stopping \(received SIGTERM\)", count=2)
+            self.assertFalse(inFlight.done(), "the request did not stay in flight")
+            supervised.release("go-reload")
+            response = inFlight.response()
+            okAfterReload = load.ok
+            waitUntil(
+                lambda: load.ok >= okAfterReload + 20,
+                "requests after",
+                lambda: f"{load.ok} {load.failures}\n{supervised.output()}",
+            )
+        self.assertEqual(response.status, b"200 OK")
+        self.assertIn(int(response.body), old.values())
+        self.assertEqual(load.failures, [])
+        for slot, pid in old.items():
+            supervised.waitForLog(
+                rf"Worker {slot} \(pid {pid}, generation 1\) stopped: exit status 0"
+            )
+        self.assertEqual(supervised.servingPids(), set(new.values()))
+        self.assertIn(supervised.server.stop(), STOPPED, supervised.output())
+        self.assertNotIn("Traceback", supervised.output())
+
+    def test_failedReload(self) -> None:
+        """A reload whose new workers cannot start leaves the old workers serving.
+
+        The new workers' error (here a syntax error in the application) is in the
+        supervisor's log.
+        """
+        supervised = Supervised(self)
+        old = supervised.started(1)
+        (supervised.directory / "scgi_workers_app.py").write_text("root = (\n")
+        os.kill(supervised.pid, signal.SIGHUP)
+        supervised.waitForLog(r"Reload failed, worker \d \(pid \d+\) of the new")
+        supervised.waitForLog(r"\[worker \d pid \d+\] .*could not load the application")
+        supervised.waitForLog(r"\[worker \d pid \d+\] .*SyntaxError")
+        self.assertEqual(supervised.servingPids(), set(old.values()))
+        self.assertIn(supervised.server.stop(), STOPPED, supervised.output())
+
+    def test_stop(self) -> None:
+        """SIGTERM: in-flight requests complete, then every process exits cleanly.
+
+        The workers stop accepting at once (the socket file is removed) but the
+        request in flight gets its answer; the supervisor exits as ``twistd`` does
+        after a clean stop, and no worker is left.
+        """
+        supervised = Supervised(self, "--grace-period", "20")
+        workers = supervised.started(1)
+        inFlight = Pending(lambda: supervised.get("/until/go-stop"))
+        time.sleep(0.3)
+        supervised.server.process.send_signal(signal.SIGTERM)
+        supervised.waitForLog(r"Worker \d stopping \(received SIGTERM\)", count=2)
+        waitUntil(lambda: not supervised.socketPath.exists(), "socket removed")
+        self.assertFalse(inFlight.done(), "the request did not stay in flight")
+        supervised.release("go-stop")
+        self.assertEqual(inFlight.response().status, b"200 OK")
+        status = supervised.server.process.wait(DEADLINE)
+        output = supervised.output()
+        self.assertIn(status, STOPPED, output)
+        self.assertIn("Main loop terminated.", output)
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("killing it", output)
+        for pid in workers.values():
+            self.assertFalse(isWorker(pid), f"worker {pid} outlived the supervisor")
+
+    def test_orphanedWorkersStop(self) -> None:
+        """Workers whose supervisor was killed (SIGKILL) stop by themselves."""
+        supervised = Supervised(self)
+        workers = supervised.started(1)
+        supervised.server.process.kill()
+        supervised.server.process.wait(DEADLINE)
+        for pid in workers.values():
+            waitUntil(partial(lambda p: not isWorker(p), pid), f"worker {pid} to exit")
+
+    def test_socketModeKept(self) -> None:
+        """The workers keep the unix socket's ``mode=``: they do not reset it."""
+        supervised = Supervised(self)
+        supervised.servingPids()
+        self.assertEqual(Path(supervised.socketPath).stat().st_mode & 0o777, 0o600)
+        self.assertIn(supervised.server.stop(), STOPPED, supervised.output())
