@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from ._errors import LocalProtocolError, MalformedResponseError
+from ._sansio import TOKEN as _TOKEN
 
 __all__ = [
     "DEFAULT_MAX_HEAD_SIZE",
@@ -88,7 +89,6 @@ DEFAULT_MAX_RESPONSE_HEADERS = 500
 _MAX_CONTENT_LENGTH_DIGITS = 18
 """Significant digits accepted in a ``Content-Length`` (just under 10**18 bytes)."""
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _STATUS = re.compile(rb"([1-9][0-9]{2})(?:[ \t]+(.*))?\Z", re.DOTALL)
 _URI_SAFE = "".join(chr(byte) for byte in range(0x21, 0x7F))
 _CR = ord("\r")

@@ -413,7 +413,8 @@ class SCGIParser:
         return BodyReceived(data)
 
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+"""An HTTP token (RFC 9110), such as a header name or a method; the whole string."""
 _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\0]")
 
 
@@ -466,7 +467,7 @@ def _check_name(name: bytes) -> bool:
 
     :raises LocalProtocolError: if the name is not an HTTP token.
     """
-    if not _TOKEN.match(name):
+    if not TOKEN.match(name):
         raise LocalProtocolError(f"the header name {name!r} is not a token")
     keep = name.lower() != b"status"
     if len(_CHECKED_NAMES) < 1024:

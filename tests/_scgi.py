@@ -20,6 +20,7 @@ that keeps a :class:`Seen` snapshot of every request it renders.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -419,3 +420,23 @@ class Recorder(Resource):
         """Record the request and answer."""
         self.seen.append(Seen.of(request))
         return self.body
+
+
+def readToEnd(client: socket.socket, data: bytes = b"") -> tuple[bytes, str]:
+    """Read a blocking socket until EOF, a reset or its timeout; say which it was.
+
+    :param client: the socket, with a timeout set.
+    :param data: bytes already read, put in front of the result.
+    :returns: everything read, and ``"eof"``, ``"reset"`` or ``"timeout"``.
+    """
+    chunks = [data]
+    while True:
+        try:
+            chunk = client.recv(65536)
+        except TimeoutError:
+            return b"".join(chunks), "timeout"
+        except ConnectionResetError:
+            return b"".join(chunks), "reset"
+        if not chunk:
+            return b"".join(chunks), "eof"
+        chunks.append(chunk)

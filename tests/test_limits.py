@@ -54,6 +54,7 @@ from ._scgi import (
     connect,
     nginxVariables,
     parseResponse,
+    readToEnd,
 )
 
 if TYPE_CHECKING:
@@ -276,21 +277,6 @@ def _connect(address: Address, receiveBuffer: int | None = None) -> socket.socke
     return client
 
 
-def _readToEnd(client: socket.socket) -> tuple[bytes, str]:
-    """Read until the peer's EOF, a reset or the timeout; say which it was."""
-    chunks: list[bytes] = []
-    while True:
-        try:
-            chunk = client.recv(65536)
-        except TimeoutError:
-            return b"".join(chunks), "timeout"
-        except ConnectionResetError:
-            return b"".join(chunks), "reset"
-        if not chunk:
-            return b"".join(chunks), "eof"
-        chunks.append(chunk)
-
-
 def _request(uri: bytes = b"/", body: bytes = b"", **kwargs: Any) -> bytes:
     """Return a complete SCGI request as nginx frames it."""
     method = b"POST" if body or kwargs.get("contentLength") else b"GET"
@@ -302,7 +288,7 @@ def _exchange(address: Address, payload: bytes) -> tuple[bytes, str, float]:
     with contextlib.closing(_connect(address)) as client:
         started = time.monotonic()
         client.sendall(payload)
-        data, end = _readToEnd(client)
+        data, end = readToEnd(client)
         return data, end, time.monotonic() - started
 
 
@@ -411,7 +397,7 @@ class _LimitsTestsMixin(_MixinBase):
             with contextlib.closing(_connect(address)) as sock:
                 started = time.monotonic()
                 sock.sendall(b"70:CONTENT_LENGTH\x000\x00SCGI\x00")
-                data, end = _readToEnd(sock)
+                data, end = readToEnd(sock)
                 return data, end, time.monotonic() - started
 
         data, end, elapsed = await deferToThread(client)
@@ -441,7 +427,7 @@ class _LimitsTestsMixin(_MixinBase):
                     readable, _, _ = select.select([sock], [], [], 0.05)
                     if readable:
                         break
-                data, end = _readToEnd(sock)
+                data, end = readToEnd(sock)
                 return data, end, time.monotonic() - started, sent
 
         data, end, elapsed, sent = await deferToThread(client)
@@ -471,7 +457,7 @@ class _LimitsTestsMixin(_MixinBase):
                     time.sleep(0.3)
                     sock.sendall(b"b" * 10)
                 stalled = time.monotonic()
-                data, end = _readToEnd(sock)
+                data, end = readToEnd(sock)
                 return data, end, time.monotonic() - stalled
 
         data, end, elapsed = await deferToThread(client)
@@ -498,7 +484,7 @@ class _LimitsTestsMixin(_MixinBase):
                 for piece in pieces:
                     time.sleep(0.1)
                     sock.sendall(piece)
-                data, end = _readToEnd(sock)
+                data, end = readToEnd(sock)
                 return data, end, time.monotonic() - started
 
         data, end, elapsed = await deferToThread(client)
@@ -526,7 +512,7 @@ class _LimitsTestsMixin(_MixinBase):
             with contextlib.closing(_connect(address, receiveBuffer=4096)) as sock:
                 sock.sendall(_request(b"/big"))
                 release.wait(CLIENT_TIMEOUT)
-                return _readToEnd(sock)
+                return readToEnd(sock)
 
         answer = deferToThread(client)
         try:
@@ -562,7 +548,7 @@ class _LimitsTestsMixin(_MixinBase):
             with contextlib.closing(_connect(address, receiveBuffer=4096)) as sock:
                 sock.sendall(header + b"z" * 10)
                 release.wait(CLIENT_TIMEOUT)
-                return _readToEnd(sock)
+                return readToEnd(sock)
 
         answer = deferToThread(client)
         try:
@@ -633,7 +619,7 @@ class _LimitsTestsMixin(_MixinBase):
                 sock = _connect(address)
                 sockets.append(sock)
                 sock.sendall(_request(b"/%d" % index))
-            answers = [deferToThread(_readToEnd, sock) for sock in sockets]
+            answers = [deferToThread(readToEnd, sock) for sock in sockets]
             rounds = []
             for expected in (3, 3, 3, 1):
 
@@ -681,7 +667,7 @@ class _LimitsTestsMixin(_MixinBase):
 
         def send() -> tuple[bytes, str]:
             client.sendall(_request(b"/upload", body))
-            return _readToEnd(client)
+            return readToEnd(client)
 
         data, end = await deferToThread(send)
         response = parseResponse(data)

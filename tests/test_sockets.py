@@ -37,7 +37,7 @@ from twisted.trial.unittest import TestCase
 from scgi_twisted import SCGIChannel, SCGISite
 from scgi_twisted import client as scgi_client
 
-from ._scgi import buildRequest, nginxVariables, parseResponse
+from ._scgi import buildRequest, nginxVariables, parseResponse, readToEnd
 from .e2e_app import AppState, buildRoot
 
 if TYPE_CHECKING:
@@ -141,21 +141,6 @@ def _connect(address: Address) -> socket.socket:
     return client
 
 
-def _readToEnd(client: socket.socket, data: bytes = b"") -> tuple[bytes, str]:
-    """Read until the peer's EOF, a reset or the timeout; say which it was."""
-    chunks = [data]
-    while True:
-        try:
-            chunk = client.recv(65536)
-        except TimeoutError:
-            return b"".join(chunks), "timeout"
-        except ConnectionResetError:
-            return b"".join(chunks), "reset"
-        if not chunk:
-            return b"".join(chunks), "eof"
-        chunks.append(chunk)
-
-
 def _readUntil(client: socket.socket, marker: bytes) -> bytes:
     """Read until ``marker`` has arrived; raise if the input ends first."""
     received = b""
@@ -177,7 +162,7 @@ def _roundTrip(address: Address, payload: bytes, halfClose: bool = False) -> _Ex
                 client.shutdown(socket.SHUT_WR)
         except OSError as error:
             sendError = repr(error)
-        data, end = _readToEnd(client)
+        data, end = readToEnd(client)
     return _Exchange(data, end, sendError)
 
 
@@ -414,10 +399,10 @@ class _SocketTestsMixin(_MixinBase):
         def client() -> tuple[bytes, str, bytes, str]:
             with contextlib.closing(_connect(address)) as connection:
                 connection.sendall(garbage + extra)
-                data, end = _readToEnd(connection)
+                data, end = readToEnd(connection)
                 connection.sendall(extra)
                 connection.shutdown(socket.SHUT_WR)
-                after, endAfter = _readToEnd(connection)
+                after, endAfter = readToEnd(connection)
             return data, end, after, endAfter
 
         data, end, after, endAfter = await deferToThread(client)
