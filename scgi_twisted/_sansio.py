@@ -113,6 +113,16 @@ class RequestEnded:
 
 Event = HeadersReceived | BodyReceived | RequestEnded
 
+_REQUEST_ENDED = RequestEnded()
+"""The one ``RequestEnded`` event: it has no fields, so every request can share it."""
+
+# The states as module constants: the hot path compares them on every event.
+_LENGTH = State.LENGTH
+_HEADERS = State.HEADERS
+_BODY = State.BODY
+_DONE = State.DONE
+_ERROR = State.ERROR
+
 
 class SCGIParser:
     """An incremental parser for one SCGI request.
@@ -214,11 +224,11 @@ class SCGIParser:
             return
         self.bytes_received += len(data)
         state = self._state
-        if state is State.BODY:
+        if state is _BODY:
             self._body.append(data)
-        elif state is State.DONE:
+        elif state is _DONE:
             self.trailing_bytes += len(data)
-        elif state is not State.ERROR:
+        elif state is not _ERROR:
             self._buffer += data
 
     def next_event(self) -> Event | None:
@@ -233,15 +243,16 @@ class SCGIParser:
             raise self._error.with_traceback(None)
         try:
             state = self._state
-            if state is State.BODY:
+            if state is _BODY:
                 return self._next_body_event()
-            if state is State.LENGTH and not self._read_length():
+            if state is _LENGTH:
+                if not self._read_length():
+                    return None
+            elif state is not _HEADERS:
                 return None
-            if self._state is State.HEADERS:
-                return self._read_headers()
-            return None
+            return self._read_headers()
         except RemoteProtocolError as error:
-            self._state = State.ERROR
+            self._state = _ERROR
             self._error = error
             self._buffer.clear()
             self._body.clear()
@@ -257,6 +268,19 @@ class SCGIParser:
         """
         buffer = self._buffer
         limit = self._max_digits
+        # The usual case in one go: the whole prefix is here and valid.
+        colon = buffer.find(b":", 0, limit + 1)
+        if colon > 0 and (colon == 1 or buffer[0] != _ZERO):
+            digits = buffer[:colon]
+            if digits.isdigit():
+                length = int(digits)
+                if length <= self.max_header_size:
+                    del buffer[: colon + 1]
+                    self.body_offset = colon + 1 + length + 1
+                    self._header_length = length
+                    self._state = _HEADERS
+                    return True
+        # Anything else is judged byte by byte, in arrival order.
         colon = -1
         for index in range(min(len(buffer), limit + 1)):
             byte = buffer[index]
@@ -283,7 +307,7 @@ class SCGIParser:
         del buffer[: colon + 1]
         self.body_offset = colon + 1 + length + 1
         self._header_length = length
-        self._state = State.HEADERS
+        self._state = _HEADERS
         return True
 
     def _too_large(self) -> HeaderTooLargeError:
@@ -305,25 +329,26 @@ class SCGIParser:
         if buffer[length] != _COMMA:
             raise RemoteProtocolError(self.ERR_BAD_TERMINATOR)
         event = self._parse_block(bytes(buffer[:length]))
-        rest = bytes(buffer[length + 1 :])
+        rest = bytes(buffer[length + 1 :]) if len(buffer) > length + 1 else b""
         buffer.clear()
         self._body_remaining = event.content_length
-        self._state = State.BODY
+        self._state = _BODY
         if rest:
             self._body.appendleft(rest)
         return event
 
     def _parse_block(self, block: bytes) -> HeadersReceived:
         """Check a complete header block and build its event."""
-        if not block.endswith(b"\0"):
+        if block[-1:] != b"\0":
             if not block:
                 raise RemoteProtocolError(self.ERR_NO_CONTENT_LENGTH)
             raise RemoteProtocolError(self.ERR_NOT_NUL_TERMINATED)
         strings = block.split(b"\0")
         strings.pop()
-        if len(strings) % 2:
+        count = len(strings)
+        if count % 2:
             raise RemoteProtocolError(self.ERR_ODD_STRINGS)
-        if len(strings) // 2 > self.max_variables:
+        if count // 2 > self.max_variables:
             raise HeaderTooLargeError(
                 self.ERR_TOO_MANY_VARIABLES.format(limit=self.max_variables)
             )
@@ -338,7 +363,8 @@ class SCGIParser:
             raise RemoteProtocolError(self.ERR_CONTENT_LENGTH_NOT_DIGITS)
         if b"" in names:
             raise RemoteProtocolError(self.ERR_EMPTY_NAME)
-        keys = [name.decode("latin-1") for name in names]
+        # One decode for all the names (NUL is in no name).
+        keys = b"\0".join(names).decode("latin-1").split("\0")
         environ = dict(zip(keys, values, strict=True))
         if len(environ) != len(keys):
             environ = self._merge(keys, values)
@@ -371,6 +397,11 @@ class SCGIParser:
 
     def _check_content_length(self, declared: bytes) -> int:
         """Turn checked digits into a length, refusing any over a limit."""
+        limit = self.max_body_size
+        if len(declared) < 19:  # the usual case: below 10**18, no overflow possible
+            content_length = int(declared)
+            if limit is None or content_length <= limit:
+                return content_length
         significant = declared.lstrip(b"0")
         # Compare digit counts before int(): a huge run of digits is refused without
         # being converted (int() of more than 4300 digits raises ValueError).
@@ -381,7 +412,6 @@ class SCGIParser:
                 self.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=MAX_CONTENT_LENGTH)
             )
         content_length = int(significant or b"0")
-        limit = self.max_body_size
         if limit is not None and content_length > limit:
             raise BodyTooLargeError(
                 self.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=limit),
@@ -393,10 +423,10 @@ class SCGIParser:
         """Hand on the next piece of body, or end the request."""
         remaining = self._body_remaining
         if remaining == 0:
-            self._state = State.DONE
+            self._state = _DONE
             while self._body:
                 self.trailing_bytes += len(self._body.popleft())
-            return RequestEnded()
+            return _REQUEST_ENDED
         body = self._body
         if not body:
             if self._eof:

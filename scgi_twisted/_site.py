@@ -14,7 +14,7 @@ import io
 import ipaddress
 import tempfile
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import IO, Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -62,12 +62,15 @@ def peer_allowed(address: object, networks: tuple[_Network, ...]) -> bool:
 
 
 class BodyBuffer:
-    """An in-memory request body: writes are collected and joined once.
+    """An in-memory request body, read back from the pieces it was written in.
 
-    A ``BytesIO`` written in many pieces re-allocates as it grows; this object keeps
-    the pieces and joins them into one ``BytesIO`` the first time the body is read,
-    sought or otherwise used as a file.  Until then only ``write`` and ``tell``
-    (which twisted.web calls while the body arrives) are answered directly.
+    A ``BytesIO`` written in many pieces re-allocates as it grows, and joining the
+    pieces copies the whole body once more.  This object keeps the pieces as they
+    arrived and answers ``read``, ``seek`` and ``tell`` from them, so a body read in
+    pieces (as twisted.web applications and ``static`` consumers do) is never copied
+    whole.  Any other file method (``readline``, ``getvalue``, iteration, a write
+    that is not at the end) joins the pieces into one ``BytesIO`` first, and from
+    then on that file answers everything.
     """
 
     def __init__(self) -> None:
@@ -75,38 +78,121 @@ class BodyBuffer:
         self._chunks: list[bytes] = []
         self._size = 0
         self._file: io.BytesIO | None = None
+        # The position, as an offset and as (piece index, offset in that piece).
+        self._position = 0
+        self._index = 0
+        self._offset = 0
 
     def write(self, data: bytes) -> int:
-        """Append ``data`` to the body."""
-        if self._file is not None:
-            return self._file.write(data)
-        self._chunks.append(bytes(data))
-        self._size += len(data)
-        return len(data)
+        """Append ``data`` to the body (the position moves to the end)."""
+        if self._file is None and self._position == self._size:
+            data = bytes(data)
+            if data:
+                self._chunks.append(data)
+                self._size += len(data)
+                self._position = self._size
+                self._index = len(self._chunks)
+                self._offset = 0
+            return len(data)
+        return self._materialize().write(data)
 
     def tell(self) -> int:
-        """Return the position: the size written so far, until the body is read."""
+        """Return the position."""
         if self._file is None:
-            return self._size
+            return self._position
         return self._file.tell()
 
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move the position, as ``BytesIO.seek`` does."""
+        if self._file is not None:
+            return self._file.seek(offset, whence)
+        if whence == 0:
+            if offset < 0:
+                raise ValueError(f"negative seek value {offset}")
+            position = offset
+        elif whence == 1:
+            position = max(0, self._position + offset)
+        elif whence == 2:
+            position = max(0, self._size + offset)
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if position >= self._size:
+            # As BytesIO: past the end is allowed; a write there fills with zeros.
+            if position > self._size:
+                return self._materialize().seek(position)
+            self._index, self._offset = len(self._chunks), 0
+        elif position == 0:
+            self._index, self._offset = 0, 0
+        else:
+            index, start = 0, 0
+            while start + len(self._chunks[index]) <= position:
+                start += len(self._chunks[index])
+                index += 1
+            self._index, self._offset = index, position - start
+        self._position = position
+        return position
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes (all that is left if negative or ``None``)."""
+        if self._file is not None:
+            return self._file.read(size)
+        left = self._size - self._position
+        if size is None or size < 0 or size > left:
+            size = left
+        if size == 0:
+            return b""
+        chunks = self._chunks
+        index, offset = self._index, self._offset
+        chunk = chunks[index]
+        end = offset + size
+        if end <= len(chunk):
+            # The usual case: within one piece (a whole piece is not copied).
+            data = chunk if offset == 0 and end == len(chunk) else chunk[offset:end]
+        else:
+            parts = [chunk[offset:]]
+            wanted = size - len(parts[0])
+            while wanted:
+                index += 1
+                chunk = chunks[index]
+                part = chunk[:wanted]
+                parts.append(part)
+                wanted -= len(part)
+            end = len(part)
+            data = b"".join(parts)
+        if end == len(chunk):
+            index, end = index + 1, 0
+        self._index, self._offset = index, end
+        self._position += size
+        return data
+
+    def readable(self) -> bool:
+        """Return ``True``: the body can be read."""
+        return True
+
+    def seekable(self) -> bool:
+        """Return ``True``: the body can be sought."""
+        return True
+
     def _materialize(self) -> io.BytesIO:
-        """Join the pieces into a file positioned at the end, as after the writes."""
+        """Join the pieces into one file at the same position, once."""
         if self._file is None:
             self._file = io.BytesIO(b"".join(self._chunks))
-            self._file.seek(self._size)
+            self._file.seek(self._position)
             self._chunks = []
         return self._file
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        """Move the position (joining the pieces first)."""
-        return self._materialize().seek(offset, whence)
 
     def close(self) -> None:
         """Drop the body."""
         self._chunks = []
-        if self._file is not None:
-            self._file.close()
+        self._size = self._position = self._index = self._offset = 0
+        if self._file is None:
+            # From now on every operation is answered by a closed file (ValueError).
+            self._file = io.BytesIO()
+        self._file.close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Iterate over the lines, as a file does."""
+        return iter(self._materialize())
 
     def __getattr__(self, name: str) -> Any:
         """Answer every other file method from the joined body."""

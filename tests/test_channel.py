@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -32,7 +34,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web import static
+from twisted.web import http, static
 from twisted.web.http_headers import Headers
 from twisted.web.resource import EncodingResourceWrapper, IResource, Resource
 from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Request
@@ -40,6 +42,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from scgi_twisted import SCGIChannel, SCGISite, SCGIVariables, getSCGIVariables
+from scgi_twisted._channel import _cannotBeForm
 from scgi_twisted._sansio import SCGIParser
 from scgi_twisted._site import BodyBuffer
 
@@ -60,6 +63,16 @@ from ._scgi import (
     rawRequest,
     warningsAndErrors,
 )
+
+
+class _FormRequest:
+    """The two attributes of a request that decide whether its body is a form."""
+
+    _parsePOSTFormSubmission = True
+
+    def __init__(self, requestHeaders: Headers) -> None:
+        """Hold the request's headers."""
+        self.requestHeaders = requestHeaders
 
 
 def _failure(error: BaseException) -> Failure:
@@ -907,6 +920,75 @@ class BodyTests(ChannelTestCase):
         )
         seen = self.seen(variables, b"a=1&b=%20")
         self.assertEqual(seen.args, {b"q": [b"0"], b"a": [b"1"], b"b": [b" "]})
+
+    def test_formBodyAnyCase(self) -> None:
+        """A form media type in any case, with parameters, is still parsed."""
+        variables = nginxVariables(
+            REQUEST_METHOD=b"POST",
+            CONTENT_TYPE=b"Application/X-WWW-FORM-Urlencoded ; charset=utf-8",
+        )
+        seen = self.seen(variables, b"a=1")
+        self.assertEqual(seen.args, {b"a": [b"1"]})
+
+    def test_nonFormBodyNotParsed(self) -> None:
+        """A POST whose Content-Type is not a form skips twisted.web's type parser.
+
+        The body stays in ``content``, ``args`` holds only the query, and the
+        request's form-parsing setting is as it was once the request is processed.
+        """
+        calls: list[bytes] = []
+        original = http._parseContentType
+
+        def parseContentType(line: bytes) -> bytes:
+            calls.append(line)
+            return original(line)
+
+        self.patch(http, "_parseContentType", parseContentType)
+        variables = nginxVariables(
+            b"/?q=0", REQUEST_METHOD=b"POST", CONTENT_TYPE=b"application/json"
+        )
+        seen = self.seen(variables, b"a=1")
+        self.assertEqual((seen.args, seen.content), ({b"q": [b"0"]}, b"a=1"))
+        self.assertEqual(calls, [])
+        formVariables = nginxVariables(
+            REQUEST_METHOD=b"POST", CONTENT_TYPE=b"multipart/form-data; boundary=x"
+        )
+        multipart = (
+            b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--x--\r\n'
+        )
+        self.assertEqual(self.seen(formVariables, multipart).args, {b"a": [b"1"]})
+        self.assertEqual(calls, [b"multipart/form-data; boundary=x"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.sampled_from([b"", b" ", b"(c) ", b"\t", b'"', b"=?utf-8?q?", b"\xe9"]),
+        st.sampled_from(
+            [
+                b"application/x-www-form-urlencoded",
+                b"multipart/form-data",
+                b"application/json",
+                b"text/plain",
+                b"application/x-www-",
+            ]
+        ),
+        st.lists(st.booleans(), min_size=40, max_size=40),
+        st.sampled_from([b"", b" ", b";", b"; charset=utf-8", b"(form)", b"?=", b","]),
+    )
+    def test_skipOnlyWhatIsNotAForm(
+        self, before: bytes, mediaType: bytes, upper: list[bool], after: bytes
+    ) -> None:
+        """Whenever the channel skips the type parser, it would not find a form."""
+        cased = bytes(
+            letter - 32 if flip and 97 <= letter <= 122 else letter
+            for letter, flip in zip(mediaType, upper, strict=False)
+        )
+        contentType = before + cased + after
+        request = _FormRequest(Headers({b"content-type": [contentType]}))
+        if _cannotBeForm(request):
+            self.assertNotIn(
+                http._parseContentType(contentType),
+                (b"application/x-www-form-urlencoded", b"multipart/form-data"),
+            )
 
 
 class ErrorTests(ChannelTestCase):

@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -816,6 +818,58 @@ class BodyBufferTests(SynchronousTestCase):
         self.assertEqual(body.readline(), b"one\n")
         self.assertEqual(body.getvalue(), b"one\ntwo\n")
 
+    @settings(max_examples=300, deadline=None)
+    @given(
+        pieces=st.lists(st.binary(max_size=12), max_size=6),
+        operations=st.lists(
+            st.one_of(
+                st.tuples(st.just("read"), st.sampled_from([-1, None, 0, 1, 3, 7, 40])),
+                st.tuples(
+                    st.just("seek"),
+                    st.tuples(st.integers(-5, 60), st.sampled_from([0, 1, 2])),
+                ),
+                st.tuples(st.just("write"), st.binary(max_size=5)),
+                st.tuples(st.just("tell"), st.none()),
+            ),
+            max_size=12,
+        ),
+    )
+    def test_behavesAsBytesIO(
+        self, pieces: list[bytes], operations: list[tuple[str, Any]]
+    ) -> None:
+        """Any mix of writes, reads, seeks and tells answers exactly as BytesIO."""
+        body, reference = BodyBuffer(), io.BytesIO()
+        for piece in pieces:
+            self.assertEqual(body.write(piece), reference.write(piece))
+        for operation, argument in operations:
+            if operation == "seek":
+                offset, whence = argument
+                try:
+                    expected = reference.seek(offset, whence)
+                except ValueError:
+                    self.assertRaises(ValueError, body.seek, offset, whence)
+                    continue
+                self.assertEqual(body.seek(offset, whence), expected)
+            elif operation == "read":
+                self.assertEqual(body.read(argument), reference.read(argument))
+            elif operation == "write":
+                self.assertEqual(body.write(argument), reference.write(argument))
+            self.assertEqual(body.tell(), reference.tell())
+        body.seek(0)
+        self.assertEqual(body.read(), reference.getvalue())
+
+    def test_readsInPiecesWithoutJoining(self) -> None:
+        """A body read in pieces is answered from its pieces, never joined whole."""
+        body = BodyBuffer()
+        first, second = b"a" * 10, b"b" * 10
+        body.write(first)
+        body.write(second)
+        body.seek(0)
+        self.assertIs(body.read(10), first)
+        self.assertEqual(body.read(4), b"bbbb")
+        self.assertEqual(body.read(100), b"bbbbbb")
+        self.assertIsNone(body._file)
+
     def test_close(self) -> None:
         """Closing drops the body, joined or not."""
         body = BodyBuffer()
@@ -826,3 +880,6 @@ class BodyBufferTests(SynchronousTestCase):
         joined.seek(0)
         joined.close()
         self.assertTrue(joined.closed)
+        self.assertTrue(body.closed)
+        self.assertRaises(ValueError, body.read)
+        self.assertRaises(ValueError, body.seek, 0)
