@@ -48,6 +48,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import datetimeToString, parse_qs
+from twisted.web.http_headers import Headers
 from twisted.web.server import version as server_version
 from zope.interface import implementer
 
@@ -82,7 +83,6 @@ from ._sansio import (
 from ._streaming import BodyProducer, IStreamingUploadResource, NotStreamingError
 
 if TYPE_CHECKING:
-    from twisted.web.http_headers import Headers
     from twisted.web.server import Site
 
 
@@ -166,6 +166,56 @@ def _cannotBeForm(request: Any) -> bool:
         return False
     values = request.requestHeaders.getRawHeaders(b"content-type")
     return bool(values) and b"form" not in values[0].lower()
+
+
+def _headersStoreRaw() -> bool:
+    """Return whether ``Headers`` keeps its values in a ``_rawHeaders`` dict of lists.
+
+    Every Twisted release since 2010 does; :func:`_addHeaders` checks rather than
+    assumes it, and falls back to the public ``addRawHeader`` otherwise.
+    """
+    probe = Headers()
+    probe.addRawHeader(b"x-probe", b"1")
+    raw = getattr(probe, "_rawHeaders", None)
+    return isinstance(raw, dict) and list(raw.values()) == [[b"1"]]
+
+
+_HEADERS_STORE_RAW = _headersStoreRaw()
+
+_HEADER_KEYS: dict[bytes, bytes] = {}
+"""The key ``Headers`` files each request header name under (its canonical form)."""
+
+
+def _headerKey(name: bytes) -> bytes:
+    """Return the key ``Headers`` files ``name`` under, asking ``Headers`` itself."""
+    probe = Headers()
+    probe.addRawHeader(name, b"")
+    (key,) = probe._rawHeaders
+    if len(_HEADER_KEYS) < 1024:
+        _HEADER_KEYS[name] = key
+    return key
+
+
+def _addHeaders(target: Headers, headers: list[tuple[bytes, bytes]]) -> None:
+    """Add request headers to a ``Headers``, as ``addRawHeader`` does for each.
+
+    ``addRawHeader`` canonicalises the name and replaces line breaks in the value
+    (there are none: :func:`request_headers` refuses them); for a stock ``Headers``
+    the same result is stored directly, with each name's key looked up once.
+    """
+    if not _HEADERS_STORE_RAW or type(target) is not Headers:
+        for name, value in headers:
+            target.addRawHeader(name, value)
+        return
+    raw = target._rawHeaders
+    keys = _HEADER_KEYS
+    for name, value in headers:
+        key = keys.get(name) or _headerKey(name)
+        values = raw.get(key)
+        if values is None:
+            raw[key] = [value]
+        else:
+            values.append(value)
 
 
 _REASONS = {
@@ -499,9 +549,7 @@ class SCGIChannel(Protocol):
         self._host = IPv4Address("TCP", server_host, server_port)
         headers = request_headers(environ)
         request: _Request = self.requestFactory(self)
-        raw = request.requestHeaders.addRawHeader
-        for name, value in headers:
-            raw(name, value)
+        _addHeaders(request.requestHeaders, headers)
         request.parseCookies()
         request.gotLength(event.content_length)
         self._request = request

@@ -89,6 +89,14 @@ class SCGIVariables(Mapping[str, bytes]):
         """Return the number of distinct names."""
         return len(self._environ)
 
+    def __contains__(self, name: object) -> bool:
+        """Return whether the frontend sent ``name``."""
+        return name in self._environ
+
+    def get(self, name: str, default: bytes | None = None) -> bytes | None:  # type: ignore[override]
+        """Return the (merged) value of ``name``, or ``default`` if it was not sent."""
+        return self._environ.get(name, default)
+
     def __repr__(self) -> str:
         """Show the variables."""
         return f"SCGIVariables({self._environ!r})"
@@ -177,11 +185,11 @@ def request_headers(environ: Mapping[str, bytes]) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = []
     names = _HEADER_NAMES
     for key, value in environ.items():
-        name = names.get(key)
-        if name is None:
-            if not key.startswith("HTTP_") or key in _SKIPPED_HEADERS:
-                continue
+        name = names.get(key, _UNSEEN)
+        if name is _UNSEEN:
             name = _header_name(key)
+        if name is None:
+            continue
         if b"\r" in value or b"\n" in value:
             raise RemoteProtocolError(f"the value of {key} holds CR or LF")
         headers.append((name, value))
@@ -196,22 +204,30 @@ def request_headers(environ: Mapping[str, bytes]) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-_HEADER_NAMES: dict[str, bytes] = {}
-"""Header names already translated from their CGI names (``HTTP_USER_AGENT``)."""
+_UNSEEN = b"\0"
+"""The answer of the name cache for a variable name it has not seen (no header name
+holds NUL)."""
+
+_HEADER_NAMES: dict[str, bytes | None] = {}
+"""Variable names already looked at: the header name each becomes (``HTTP_USER_AGENT``
+becomes ``user-agent``), or ``None`` for a variable that is not a header."""
 
 _HEADER_NAMES_LIMIT = 1024
-"""How many translations are remembered: real traffic uses a few dozen names."""
+"""How many names are remembered: real traffic uses a few dozen."""
 
 
-def _header_name(key: str) -> bytes:
+def _header_name(key: str) -> bytes | None:
     """Translate ``HTTP_FOO_BAR`` to ``foo-bar``, remembering the answer.
 
+    :returns: the header name, or ``None`` if the variable is not a request header.
     :raises RemoteProtocolError: if the result is not an HTTP token.
     """
-    name = key[5:].replace("_", "-")
-    if not _TOKEN.match(name):
-        raise RemoteProtocolError(f"the header name in {key!r} is not a token")
-    encoded = name.lower().encode("latin-1")
+    encoded: bytes | None = None
+    if key.startswith("HTTP_") and key not in _SKIPPED_HEADERS:
+        name = key[5:].replace("_", "-")
+        if not _TOKEN.match(name):
+            raise RemoteProtocolError(f"the header name in {key!r} is not a token")
+        encoded = name.lower().encode("latin-1")
     if len(_HEADER_NAMES) < _HEADER_NAMES_LIMIT:
         _HEADER_NAMES[key] = encoded
     return encoded
@@ -238,18 +254,36 @@ def client_address(environ: Mapping[str, bytes]) -> tuple[int, str, int]:
         ``REMOTE_ADDR`` that is not an IP address (missing, empty, or nginx's ``unix:``
         for clients of a unix listener) gives ``(AF_INET, "0.0.0.0", 0)``.
     """
-    port = _port(environ.get("REMOTE_PORT"))
     raw = environ.get("REMOTE_ADDR")
-    if raw:
-        host = raw.decode("latin-1")
-        family = socket.AF_INET6 if b":" in raw else socket.AF_INET
-        try:
-            socket.inet_pton(family, host)
-        except (OSError, ValueError):
-            pass
-        else:
-            return family, host, port
-    return socket.AF_INET, "0.0.0.0", 0
+    if not raw:
+        return socket.AF_INET, "0.0.0.0", 0
+    known = _CLIENT_HOSTS.get(raw)
+    if known is None:
+        known = _client_host(raw)
+    if known[0] == 0:
+        return socket.AF_INET, "0.0.0.0", 0
+    return known[0], known[1], _port(environ.get("REMOTE_PORT"))
+
+
+_CLIENT_HOSTS: dict[bytes, tuple[int, str]] = {}
+"""``REMOTE_ADDR`` values already checked: their family and text, or family 0 for one
+that is not an IP address.  Emptied when it reaches :data:`_CLIENT_HOSTS_LIMIT`."""
+
+_CLIENT_HOSTS_LIMIT = 4096
+
+
+def _client_host(raw: bytes) -> tuple[int, str]:
+    """Check a ``REMOTE_ADDR`` value and remember the verdict."""
+    host = raw.decode("latin-1")
+    family: int = socket.AF_INET6 if b":" in raw else socket.AF_INET
+    try:
+        socket.inet_pton(family, host)
+    except (OSError, ValueError):
+        family = 0
+    if len(_CLIENT_HOSTS) >= _CLIENT_HOSTS_LIMIT:
+        _CLIENT_HOSTS.clear()
+    _CLIENT_HOSTS[raw] = (family, host)
+    return family, host
 
 
 def server_address(environ: Mapping[str, bytes], secure: bool) -> tuple[str, int]:
@@ -262,15 +296,38 @@ def server_address(environ: Mapping[str, bytes], secure: bool) -> tuple[str, int
     front), else ``SERVER_PORT``, else the scheme's default (443 or 80).
     """
     host_header = environ.get("HTTP_HOST", b"")
+    key = (environ.get("SERVER_NAME"), host_header, environ.get("SERVER_PORT"), secure)
+    known = _SERVER_ADDRESSES.get(key)
+    if known is None:
+        known = _server_address(key)
+    return known
+
+
+_SERVER_ADDRESSES: dict[tuple[bytes | None, bytes, bytes | None, bool], tuple[str, int]]
+_SERVER_ADDRESSES = {}
+"""The answers of :func:`server_address` by the variables they depend on (a site
+sees a handful of them).  Emptied when it reaches :data:`_SERVER_ADDRESSES_LIMIT`."""
+
+_SERVER_ADDRESSES_LIMIT = 1024
+
+
+def _server_address(
+    key: tuple[bytes | None, bytes, bytes | None, bool],
+) -> tuple[str, int]:
+    """Compute :func:`server_address` from its variables and remember it."""
+    server_name, host_header, server_port, secure = key
     header_host, header_port = _split_host(host_header)
-    candidates = (environ.get("SERVER_NAME"), header_host)
+    candidates = (server_name, header_host)
     name = next((n for n in candidates if n and n.isascii()), b"localhost")
     port = header_port
     if port is None:
-        port = _port(environ.get("SERVER_PORT")) or None
+        port = _port(server_port) or None
     if port is None:
         port = 443 if secure else 80
-    return name.decode("latin-1"), port
+    if len(_SERVER_ADDRESSES) >= _SERVER_ADDRESSES_LIMIT:
+        _SERVER_ADDRESSES.clear()
+    answer = _SERVER_ADDRESSES[key] = name.decode("latin-1"), port
+    return answer
 
 
 def path_segments(path: bytes) -> list[bytes]:

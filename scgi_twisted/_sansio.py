@@ -474,18 +474,42 @@ def encode_response_head(
             reason = b"Unknown"
     elif _FORBIDDEN_IN_VALUE.search(reason):
         raise LocalProtocolError("the reason phrase holds CR, LF or NUL")
+    if not isinstance(headers, list | tuple):
+        headers = list(headers)  # read twice when a value is refused
     lines = [b"Status: %d %s\r\n" % (status, reason)]
     known = _CHECKED_NAMES
+    dropped = []
     for name, value in headers:
         keep = known.get(name)
         if keep is None:
             keep = _check_name(name)
-        if b"\r" in value or b"\n" in value or b"\0" in value:
-            raise LocalProtocolError(f"the value of {name!r} holds CR, LF or NUL")
         if keep:
             lines.append(name + b": " + value + b"\r\n")
+        else:
+            dropped.append((name, value))
     lines.append(b"\r\n")
-    return b"".join(lines)
+    head = b"".join(lines)
+    # The status line, the names and the CRLFs hold exactly one CR and one LF per
+    # line, and no NUL: anything more comes from a value.
+    count = len(lines)
+    if (
+        head.count(b"\n") != count
+        or head.count(b"\r") != count
+        or b"\0" in head
+        or dropped
+    ):
+        _check_values(headers)
+    return head
+
+
+def _check_values(headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Refuse the first value that holds CR, LF or NUL.
+
+    :raises LocalProtocolError: naming the header.
+    """
+    for name, value in headers:
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            raise LocalProtocolError(f"the value of {name!r} holds CR, LF or NUL")
 
 
 _CHECKED_NAMES: dict[bytes, bool] = {}

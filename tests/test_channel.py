@@ -42,7 +42,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from scgi_twisted import SCGIChannel, SCGISite, SCGIVariables, getSCGIVariables
-from scgi_twisted._channel import _cannotBeForm
+from scgi_twisted._channel import _addHeaders, _cannotBeForm
 from scgi_twisted._sansio import SCGIParser
 from scgi_twisted._site import BodyBuffer
 
@@ -63,6 +63,18 @@ from ._scgi import (
     rawRequest,
     warningsAndErrors,
 )
+
+
+class _HeadersSubclass(Headers):
+    """A ``Headers`` subclass: the channel uses only its public methods."""
+
+    added: list[tuple[bytes, bytes]]
+
+    def addRawHeader(self, name: str | bytes, value: str | bytes) -> None:
+        """Record the call, then add as ``Headers`` does."""
+        assert isinstance(name, bytes) and isinstance(value, bytes)
+        self.added = [*getattr(self, "added", []), (name, value)]
+        super().addRawHeader(name, value)
 
 
 class _FormRequest:
@@ -350,6 +362,49 @@ class RequestBuildingTests(ChannelTestCase):
         self.assertEqual(seen.client, IPv4Address("TCP", "0.0.0.0", 0))
         self.assertEqual(seen.host, IPv4Address("TCP", "localhost", 80))
         self.assertFalse(seen.secure)
+
+
+class AddHeadersTests(SynchronousTestCase):
+    """``_addHeaders`` fills a request's ``Headers`` exactly as ``addRawHeader``."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    [b"host", b"x-foo", b"content-md5", b"dnt", b"te", b"etag", b"a"]
+                ),
+                st.binary(max_size=8).filter(
+                    lambda v: b"\r" not in v and b"\n" not in v
+                ),
+            ),
+            max_size=8,
+        ),
+        st.lists(st.tuples(st.just(b"x-foo"), st.just(b"already")), max_size=1),
+    )
+    def test_sameAsAddRawHeader(
+        self, pairs: list[tuple[bytes, bytes]], before: list[tuple[bytes, bytes]]
+    ) -> None:
+        """The result equals a ``Headers`` built with ``addRawHeader``, in order.
+
+        Headers already present keep their values, new ones are appended.
+        """
+        expected, actual = Headers(), Headers()
+        for name, value in before + pairs:
+            expected.addRawHeader(name, value)
+        for name, value in before:
+            actual.addRawHeader(name, value)
+        _addHeaders(actual, pairs)
+        self.assertEqual(
+            list(actual.getAllRawHeaders()), list(expected.getAllRawHeaders())
+        )
+
+    def test_subclassUsesPublicMethod(self) -> None:
+        """A ``Headers`` subclass is filled through its own ``addRawHeader``."""
+        headers = _HeadersSubclass()
+        _addHeaders(headers, [(b"host", b"h"), (b"x-a", b"1")])
+        self.assertEqual(headers.added, [(b"host", b"h"), (b"x-a", b"1")])
+        self.assertEqual(headers.getRawHeaders(b"x-a"), [b"1"])
 
 
 class AddressTests(ChannelTestCase):

@@ -12,7 +12,7 @@ import socket
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from scgi_twisted import SCGIVariables
+from scgi_twisted import SCGIVariables, _environ
 from scgi_twisted._environ import (
     _joined,
     _mount_segments,
@@ -218,6 +218,29 @@ class RequestHeadersTests(SynchronousTestCase):
             ],
         )
 
+    def test_rememberedNames(self) -> None:
+        """Names, headers or not, are remembered: a second request maps the same.
+
+        The memory is bounded: past its limit, names are translated without being
+        remembered.
+        """
+        self.patch(_environ, "_HEADER_NAMES", {})
+        self.patch(_environ, "_HEADER_NAMES_LIMIT", 3)
+        environ = {
+            "CONTENT_LENGTH": b"0",
+            "HTTP_X_ONE": b"1",
+            "SCGI": b"1",
+            "HTTP_PROXY": b"evil",
+            "HTTP_X_TWO": b"2",
+        }
+        expected = [(b"x-one", b"1"), (b"x-two", b"2")]
+        self.assertEqual(request_headers(environ), expected)
+        self.assertEqual(request_headers(environ), expected)
+        self.assertEqual(
+            _environ._HEADER_NAMES,
+            {"CONTENT_LENGTH": None, "HTTP_X_ONE": b"x-one", "SCGI": None},
+        )
+
     def test_emptyValue(self) -> None:
         """An empty HTTP_* value gives an empty header (nginx sends ``X-Empty:``)."""
         self.assertEqual(request_headers({"HTTP_X_EMPTY": b""}), [(b"x-empty", b"")])
@@ -378,6 +401,29 @@ class ClientAddressTests(SynchronousTestCase):
                 client_address(environ), (socket.AF_INET, "0.0.0.0", 0), addr
             )
 
+    def test_rememberedVerdicts(self) -> None:
+        """Verdicts are remembered, and the memory is bounded: it empties when full.
+
+        A remembered address answers as a new one would, the port always read anew.
+        """
+        self.patch(_environ, "_CLIENT_HOSTS", {})
+        self.patch(_environ, "_CLIENT_HOSTS_LIMIT", 3)
+        for attempt in range(2):
+            for number in range(10):
+                environ = {
+                    "REMOTE_ADDR": b"192.0.2.%d" % number,
+                    "REMOTE_PORT": b"%d" % attempt,
+                }
+                self.assertEqual(
+                    client_address(environ),
+                    (socket.AF_INET, f"192.0.2.{number}", attempt),
+                )
+                self.assertLessEqual(len(_environ._CLIENT_HOSTS), 3)
+            self.assertEqual(
+                client_address({"REMOTE_ADDR": b"nope", "REMOTE_PORT": b"1"}),
+                (socket.AF_INET, "0.0.0.0", 0),
+            )
+
 
 class ServerAddressTests(SynchronousTestCase):
     """``server_address``: the host and port the client addressed."""
@@ -441,6 +487,26 @@ class ServerAddressTests(SynchronousTestCase):
         self.assertEqual(
             server_address({"SERVER_NAME": b"caf\xc3\xa9"}, True), ("localhost", 443)
         )
+
+    def test_rememberedAnswers(self) -> None:
+        """Answers are remembered by every variable they depend on, within a bound."""
+        self.patch(_environ, "_SERVER_ADDRESSES", {})
+        self.patch(_environ, "_SERVER_ADDRESSES_LIMIT", 4)
+        for _attempt in range(2):
+            for number in range(6):
+                environ = {
+                    "SERVER_NAME": b"s%d" % number,
+                    "SERVER_PORT": b"8%d" % number,
+                }
+                self.assertEqual(
+                    server_address(environ, False), (f"s{number}", 80 + number)
+                )
+                environ["SERVER_PORT"] = b""
+                self.assertEqual(server_address(environ, True), (f"s{number}", 443))
+                self.assertEqual(server_address(environ, False), (f"s{number}", 80))
+                environ["HTTP_HOST"] = b"h:9"
+                self.assertEqual(server_address(environ, False), (f"s{number}", 9))
+                self.assertLessEqual(len(_environ._SERVER_ADDRESSES), 4)
 
 
 class PathSegmentsTests(SynchronousTestCase):
