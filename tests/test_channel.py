@@ -44,7 +44,7 @@ from zope.interface.verify import verifyObject
 from scgi_twisted import SCGIChannel, SCGISite, SCGIVariables, getSCGIVariables
 from scgi_twisted._channel import _addHeaders, _cannotBeForm
 from scgi_twisted._sansio import SCGIParser
-from scgi_twisted._site import BodyBuffer
+from scgi_twisted._site import POOLED_BODY_MIN, BodyBuffer, PooledBody
 
 from ._scgi import (
     CGIResponse,
@@ -925,13 +925,46 @@ class BodyTests(ChannelTestCase):
             )
             seen = self.recorder.seen.pop()
             self.assertEqual(seen.content, b"x" * size)
-            self.assertEqual(isinstance(seen.contentFile, BodyBuffer), inMemory, size)
+            self.assertEqual(
+                isinstance(seen.contentFile, BodyBuffer | PooledBody), inMemory, size
+            )
 
     def test_defaultSpoolThreshold(self) -> None:
         """By default bodies up to 1 MiB stay in memory and larger go to a file."""
         for size, inMemory in [(1024 * 1024, True), (1024 * 1024 + 1, False)]:
             seen = self.seen(nginxVariables(REQUEST_METHOD=b"PUT"), b"y" * size)
-            self.assertEqual(isinstance(seen.contentFile, BodyBuffer), inMemory, size)
+            self.assertEqual(
+                isinstance(seen.contentFile, BodyBuffer | PooledBody), inMemory, size
+            )
+
+    def test_pooledBodies(self) -> None:
+        """Bodies from 64 KiB to 1 MiB go to a pooled buffer, reused once finished.
+
+        The buffer is back in the pool when the request finishes, and when the
+        connection is lost before it does.  Smaller bodies are kept as read.
+        """
+        site = self.makeSite()
+        body = os.urandom(POOLED_BODY_MIN)
+        request = buildRequest(nginxVariables(REQUEST_METHOD=b"PUT"), body)
+        idle: list[bytearray] = []
+        for _ in range(2):
+            self.respond(request, site)
+            seen = self.recorder.seen.pop()
+            self.assertEqual(seen.content, body)
+            self.assertIsInstance(seen.contentFile, PooledBody)
+            self.assertEqual(site._bodyPool.idle, 1)
+            idle.append(site._bodyPool._idle[0])
+        self.assertIs(idle[0], idle[1])
+        self.respond(
+            buildRequest(nginxVariables(REQUEST_METHOD=b"PUT"), body[1:]), site
+        )
+        self.assertIsInstance(self.recorder.seen.pop().contentFile, BodyBuffer)
+        pending = self.makeSite(Pending())
+        channel, _ = connect(pending)
+        channel.dataReceived(request)
+        self.assertEqual(pending._bodyPool.idle, 0)
+        channel.connectionLost(_failure(ConnectionLost()))
+        self.assertEqual(pending._bodyPool.idle, 1)
 
     def test_trailingBytesIgnored(self) -> None:
         """Bytes after CONTENT_LENGTH never reach the request."""

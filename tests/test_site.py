@@ -29,7 +29,7 @@ from twisted.web.server import Request, Site
 from twisted.web.wsgi import WSGIResource
 
 from scgi_twisted import SCGIChannel, SCGIConfig, SCGISite
-from scgi_twisted._site import BodyBuffer, peer_allowed
+from scgi_twisted._site import BodyBuffer, BufferPool, PooledBody, peer_allowed
 
 from ._scgi import (
     CGIResponse,
@@ -686,7 +686,9 @@ class ContentFileTests(SiteTestCase):
         for length, inMemory in [(0, True), (9, True), (10, False), (None, False)]:
             content = site.getContentFile(length)
             self.addCleanup(content.close)
-            self.assertEqual(isinstance(content, BodyBuffer), inMemory, length)
+            self.assertEqual(
+                isinstance(content, BodyBuffer | PooledBody), inMemory, length
+            )
 
 
 class ConfigTests(SiteTestCase):
@@ -785,6 +787,55 @@ class AllowTests(SiteTestCase):
         self.assertTrue(peer_allowed(None, site.allow))
 
 
+class PooledBodyTests(SynchronousTestCase):
+    """Bodies written into pooled buffers give their buffer back exactly once."""
+
+    def test_closeGivesBufferBack(self) -> None:
+        """Closing gives the buffer back for the next body; the closed body refuses.
+
+        What was read before stays intact when the buffer is reused.
+        """
+        pool = BufferPool(8, 2)
+        first = PooledBody(pool)
+        first.write(b"abc")
+        first.seek(0)
+        data = first.read()
+        first.close()
+        self.assertEqual(pool.idle, 1)
+        first.close()
+        self.assertEqual(pool.idle, 1)
+        self.assertTrue(first.closed)
+        self.assertRaises(ValueError, first.read)
+        second = PooledBody(pool)
+        self.assertEqual(pool.idle, 0)
+        second.write(b"xyz")
+        self.assertEqual(data, b"abc")
+        second.close()
+
+    def test_outgrownBufferGivenBack(self) -> None:
+        """A body that outgrows its buffer moves to a file and gives the buffer back."""
+        pool = BufferPool(4, 2)
+        body = PooledBody(pool)
+        body.write(b"abc")
+        body.write(b"defg")
+        self.assertEqual(pool.idle, 1)
+        body.seek(0)
+        self.assertEqual(body.read(), b"abcdefg")
+        self.assertEqual(body.getvalue(), b"abcdefg")
+        body.close()
+        self.assertEqual(pool.idle, 1)
+
+    def test_keepBound(self) -> None:
+        """The pool keeps at most ``keep`` idle buffers, and only of its size."""
+        pool = BufferPool(4, 2)
+        bodies = [PooledBody(pool) for _ in range(3)]
+        for body in bodies:
+            body.close()
+        self.assertEqual(pool.idle, 2)
+        pool.give(bytearray(5))
+        self.assertEqual(pool.idle, 2)
+
+
 class BodyBufferTests(SynchronousTestCase):
     """The in-memory request body behaves as the file twisted.web expects."""
 
@@ -837,8 +888,26 @@ class BodyBufferTests(SynchronousTestCase):
     def test_behavesAsBytesIO(
         self, pieces: list[bytes], operations: list[tuple[str, Any]]
     ) -> None:
-        """Any mix of writes, reads, seeks and tells answers exactly as BytesIO."""
-        body, reference = BodyBuffer(), io.BytesIO()
+        """Any mix of writes, reads, seeks and tells answers exactly as BytesIO.
+
+        The same holds for a pooled body whose buffer (20 bytes here) the body may
+        outgrow.
+        """
+        bodies: list[BodyBuffer | PooledBody] = [
+            BodyBuffer(),
+            PooledBody(BufferPool(20, 1)),
+        ]
+        for body in bodies:
+            self.assertSameAsBytesIO(body, pieces, operations)
+
+    def assertSameAsBytesIO(
+        self,
+        body: BodyBuffer | PooledBody,
+        pieces: list[bytes],
+        operations: list[tuple[str, Any]],
+    ) -> None:
+        """Apply the writes and operations to ``body`` and to a BytesIO; compare."""
+        reference = io.BytesIO()
         for piece in pieces:
             self.assertEqual(body.write(piece), reference.write(piece))
         for operation, argument in operations:
