@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -31,7 +32,7 @@ from twisted.internet.interfaces import (
     ITCPTransport,
 )
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http, static
@@ -362,6 +363,200 @@ class RequestBuildingTests(ChannelTestCase):
         self.assertEqual(seen.client, IPv4Address("TCP", "0.0.0.0", 0))
         self.assertEqual(seen.host, IPv4Address("TCP", "localhost", 80))
         self.assertFalse(seen.secure)
+
+
+class DescriptorTransport(FileDescriptor):
+    """A transport built on Twisted's own ``FileDescriptor`` write buffer.
+
+    ``writeSomeData`` records each buffer exactly as the descriptor hands it over
+    (a piece written alone is handed over as the same object); :meth:`flush` runs
+    the writes a reactor would run, then the close.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(reactor=MemoryReactor())
+        self.connected = 1
+        self.sent: list[bytes] = []
+        self.protocol: SCGIChannel | None = None
+
+    def writeSomeData(self, data: bytes) -> int:
+        """Record what the descriptor sends (never an empty buffer); take it all."""
+        if data:
+            self.sent.append(data)
+        return len(data)
+
+    def getPeer(self) -> IPv4Address:
+        """Return a peer address."""
+        return IPv4Address("TCP", "127.0.0.1", 5000)
+
+    def getHost(self) -> IPv4Address:
+        """Return a host address."""
+        return IPv4Address("TCP", "127.0.0.1", 4000)
+
+    def output(self) -> bytes:
+        """Return everything sent so far."""
+        return b"".join(bytes(piece) for piece in self.sent)
+
+    def flush(self) -> None:
+        """Run the writes the reactor would; close the connection when they end it."""
+        reactor = cast(MemoryReactor, self.reactor)
+        while self in reactor.getWriters():
+            why = self.doWrite()
+            if why is not None:
+                self.connectionLost(_failure(why))
+                assert self.protocol is not None
+                self.protocol.connectionLost(_failure(why))
+                return
+
+
+class HeldHeadTests(ChannelTestCase):
+    """The head goes out with the first piece of body; large pieces are not joined.
+
+    A first piece of 64 KiB or more is handed to the transport after the head, each
+    from its own buffer, and what follows keeps its order.
+    """
+
+    large = b"L" * (256 * 1024)
+
+    def serve(self, render: Callable[[WebRequest], bytes | int]) -> DescriptorTransport:
+        """Send a GET for a leaf rendering with ``render`` over a descriptor."""
+        channel = self.makeSite(Rendering(render)).buildProtocol(None)
+        assert channel is not None
+        transport = DescriptorTransport()
+        transport.protocol = channel
+        channel.makeConnection(transport)
+        channel.dataReceived(buildRequest(nginxVariables()))
+        return transport
+
+    def test_smallBodyWithHead(self) -> None:
+        """A small body leaves in one buffer with the head."""
+        transport = self.serve(lambda request: b"hello")
+        transport.flush()
+        (sent,) = transport.sent
+        response = parseResponse(bytes(sent))
+        self.assertEqual((response.status, response.body), (200, b"hello"))
+        self.assertTrue(transport.disconnected)
+
+    def test_largeBodyNotJoined(self) -> None:
+        """A large body is handed over as the very object rendered, after the head."""
+        transport = self.serve(lambda request: self.large)
+        transport.flush()
+        head, body = transport.sent
+        self.assertTrue(bytes(head).startswith(b"Status: 200 OK\r\n"))
+        self.assertTrue(bytes(head).endswith(b"\r\n\r\n"))
+        self.assertIs(body, self.large)
+        self.assertEqual(parseResponse(transport.output()).body, self.large)
+        self.assertTrue(transport.disconnected)
+
+    def test_laterWritesKeepOrder(self) -> None:
+        """Writes after a large one, and the finish, wait their turn."""
+
+        def render(request: WebRequest) -> int:
+            request.write(self.large)
+            request.write(b"tail")
+            cast(Any, request).channel.writeSequence([b"-one", b"-two"])
+            request.finish()
+            return NOT_DONE_YET
+
+        transport = self.serve(render)
+        self.assertFalse(transport.disconnected)
+        transport.flush()
+        response = parseResponse(transport.output())
+        self.assertEqual(response.body, self.large + b"tail-one-two")
+        self.assertTrue(transport.disconnected)
+
+    def test_producerWaitsForQueue(self) -> None:
+        """A push producer registered behind a large write is paused until its turn."""
+        producer = PushProducer()
+        requests: list[WebRequest] = []
+
+        def render(request: WebRequest) -> int:
+            requests.append(request)
+            request.write(self.large)
+            request.registerProducer(producer, True)
+            return NOT_DONE_YET
+
+        transport = self.serve(render)
+        self.assertEqual(producer.calls, ["pause"])
+        self.assertIsNot(transport.producer, producer)
+        transport.flush()
+        self.assertIs(transport.producer, producer)
+        self.assertEqual(producer.calls, ["pause", "resume"])
+        (request,) = requests
+        request.write(b"more")
+        request.unregisterProducer()
+        request.finish()
+        transport.flush()
+        self.assertEqual(parseResponse(transport.output()).body, self.large + b"more")
+        self.assertTrue(transport.disconnected)
+
+    def test_producerUnregisteredWhileQueued(self) -> None:
+        """A producer registered and unregistered behind the queue is never used."""
+        producer = PushProducer()
+
+        def render(request: WebRequest) -> int:
+            request.write(self.large)
+            request.registerProducer(producer, True)
+            request.unregisterProducer()
+            request.finish()
+            return NOT_DONE_YET
+
+        transport = self.serve(render)
+        transport.flush()
+        self.assertEqual(producer.calls, ["pause"])
+        self.assertEqual(parseResponse(transport.output()).body, self.large)
+
+    def test_lostWhileQueued(self) -> None:
+        """A connection lost with queued pieces drops them quietly."""
+
+        def render(request: WebRequest) -> int:
+            request.write(self.large)
+            request.write(b"tail")
+            return NOT_DONE_YET
+
+        transport = self.serve(render)
+        lost = _failure(ConnectionLost())
+        transport.connectionLost(lost)
+        assert transport.protocol is not None
+        transport.protocol.connectionLost(lost)
+        transport.flush()
+        self.assertEqual(transport.sent, [])
+        self.assertIsNone(transport.producer)
+        self.assertQuiet()
+
+    def test_pullProducerOfLargePieces(self) -> None:
+        """``static.File`` (a pull producer of 64 KiB pieces) is served whole."""
+        path = self.mktemp()
+        content = os.urandom(300 * 1024)
+        with open(path, "wb") as file:
+            file.write(content)
+        root = Resource()
+        root.putChild(b"file", static.File(path))
+        channel = self.makeSite(root).buildProtocol(None)
+        assert channel is not None
+        transport = DescriptorTransport()
+        transport.protocol = channel
+        channel.makeConnection(transport)
+        channel.dataReceived(buildRequest(nginxVariables(b"/file")))
+        transport.flush()
+        self.assertEqual(parseResponse(transport.output()).body, content)
+        self.assertTrue(transport.disconnected)
+
+    def test_headersOnlyLeaveAfterRender(self) -> None:
+        """Headers written alone (``write(b"")``) leave once render returns."""
+        requests: list[WebRequest] = []
+
+        def render(request: WebRequest) -> int:
+            request.write(b"")
+            requests.append(request)
+            return NOT_DONE_YET
+
+        channel, transport = connect(self.makeSite(Rendering(render)))
+        channel.dataReceived(buildRequest(nginxVariables()))
+        self.assertTrue(transport.value().startswith(b"Status: 200 OK\r\n"))
+        self.assertTrue(transport.value().endswith(b"\r\n\r\n"))
+        requests[0].write(b"event")
+        self.assertTrue(transport.value().endswith(b"\r\n\r\nevent"))
 
 
 class AddHeadersTests(SynchronousTestCase):
