@@ -115,6 +115,7 @@ SERVERS: dict[str, Server] = {
     for s in (
         Server("scgi_twisted", "scgi_twisted", "scgi_twisted_app.py", "scgi"),
         Server("minimal", "minimal Twisted", "minimal_twisted.py", "scgi"),
+        Server("stock_request", "stock Request floor", "stock_request.py", "scgi"),
         Server("twisted_http", "twisted.web close", "twisted_http.py", "http"),
         Server(
             "twisted_http_ka",
@@ -676,7 +677,12 @@ def measure(scenario: Scenario, transport: str, server: Server, opts: Options) -
         cell.time_wait = time_wait_count()
     command = ["taskset", "-c", str(opts.server_cpu), sys.executable]
     command += [os.path.join(SERVERS_DIR, server.launcher), "--listen", address]
-    if opts.profile and server.key in ("scgi_twisted", "minimal", "twisted_http"):
+    if opts.profile and server.key in (
+        "scgi_twisted",
+        "minimal",
+        "stock_request",
+        "twisted_http",
+    ):
         command += ["--profile", os.path.join(OUT, f"profile-{tag}.prof")]
     log_path = os.path.join(opts.logdir, f"{tag}.log")
     with contextlib.ExitStack() as stack:

@@ -509,12 +509,12 @@ class SCGISite(Site):
             is paused and :meth:`SCGIChannel._admitted` is called later.
         """
         self._channels.add(channel)
-        port = getattr(channel.transport, "server", None)
-        if port is not None and hasattr(port, "stopReading"):
-            self._ports[id(port)] = port
         limit = self.max_connections
         if limit is None:
             return True
+        port = getattr(channel.transport, "server", None)
+        if port is not None and hasattr(port, "stopReading"):
+            self._ports[id(port)] = port
         served = self._served()
         if served > limit:
             self._waiting.append(channel)
