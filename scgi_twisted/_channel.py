@@ -372,6 +372,7 @@ class SCGIChannel(Protocol):
     timeOut: float | None = 60.0
     config: SCGIConfig = _DEFAULT_CONFIG
     variables: SCGIVariables | None = None
+    _environ: dict[str, bytes] | None = None
 
     _parser: SCGIParser
     _request: _Request | None = None
@@ -579,6 +580,7 @@ class SCGIChannel(Protocol):
         assert self._parser.body_offset is not None
         self._requestEnd = self._parser.body_offset + event.content_length
         self.variables = SCGIVariables(environ, event.raw)
+        self._environ = environ
         self._secure = secure = is_secure(environ)
         family, host, port = client_address(environ)
         if family == socket.AF_INET6:
@@ -801,8 +803,8 @@ class SCGIChannel(Protocol):
                 self._closeConnection()
             return
         request = self._request
-        assert request is not None and self.variables is not None
-        environ = self.variables
+        assert request is not None and self._environ is not None
+        environ = self._environ
         method = request_method(environ)
         # While the request is processed, the response head is held back and sent
         # with the first piece of the body (see writeHeaders).
@@ -1143,12 +1145,16 @@ class SCGIChannel(Protocol):
 
     def _applyMount(self, request: Any) -> None:
         """Move the mount point's segments from ``postpath`` to ``prepath``, once."""
-        if not self._mountPending or self.variables is None:
+        environ = self._environ
+        if not self._mountPending or environ is None:
             return
         self._mountPending = False
+        mount = self.config.mount
+        if mount is None and "SCRIPT_NAME" not in environ:
+            return  # nothing can move
         postpath = request.postpath
         assert postpath is not None
-        depth = mount_depth(postpath, self.variables, self.config.mount)
+        depth = mount_depth(postpath, environ, mount)
         if depth:
             request.prepath = postpath[:depth]
             request.postpath = postpath[depth:]

@@ -618,13 +618,16 @@ class SCGISite(Site):
     def getContentFile(self, length: int | None) -> IO[bytes]:
         """Return the file a request body is written to.
 
-        Bodies under :attr:`spool_threshold` bytes stay in memory; larger ones (and
+        Bodies under :attr:`spool_threshold` bytes stay in memory (an empty body in
+        a ``BytesIO``, one of 64 KiB to 1 MiB in a pooled buffer); larger ones (and
         those of unknown length) go to an anonymous temporary file.
         """
         origin = self._origin
         if origin is not None and hasattr(origin, "getContentFile"):
             return origin.getContentFile(length)  # type: ignore[no-any-return]
         if length is not None and length < self.spool_threshold:
+            if not length:
+                return io.BytesIO()
             if POOLED_BODY_MIN <= length <= self._bodyPool.size:
                 return cast(IO[bytes], PooledBody(self._bodyPool))
             return cast(IO[bytes], BodyBuffer())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -1121,7 +1122,9 @@ class BodyTests(ChannelTestCase):
             seen = self.recorder.seen.pop()
             self.assertEqual(seen.content, b"x" * size)
             self.assertEqual(
-                isinstance(seen.contentFile, BodyBuffer | PooledBody), inMemory, size
+                isinstance(seen.contentFile, BodyBuffer | PooledBody | io.BytesIO),
+                inMemory,
+                size,
             )
 
     def test_defaultSpoolThreshold(self) -> None:
@@ -1129,7 +1132,9 @@ class BodyTests(ChannelTestCase):
         for size, inMemory in [(1024 * 1024, True), (1024 * 1024 + 1, False)]:
             seen = self.seen(nginxVariables(REQUEST_METHOD=b"PUT"), b"y" * size)
             self.assertEqual(
-                isinstance(seen.contentFile, BodyBuffer | PooledBody), inMemory, size
+                isinstance(seen.contentFile, BodyBuffer | PooledBody | io.BytesIO),
+                inMemory,
+                size,
             )
 
     def test_pooledBodies(self) -> None:
