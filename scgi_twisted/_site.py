@@ -61,7 +61,60 @@ def peer_allowed(address: object, networks: tuple[_Network, ...]) -> bool:
     return any(ip in network for network in networks)
 
 
-class BodyBuffer:
+class _MemoryBody:
+    """What the in-memory bodies share.
+
+    Any file method a body does not answer itself is answered by the ``BytesIO``
+    that :meth:`_materialize` makes.
+    """
+
+    _file: io.BytesIO | None
+    _position: int
+    _size: int
+
+    def _seekTarget(self, offset: int, whence: int) -> int:
+        """Return the position ``BytesIO.seek(offset, whence)`` would move to.
+
+        :raises ValueError: where ``BytesIO`` raises it.
+        """
+        if whence == 0:
+            if offset < 0:
+                raise ValueError(f"negative seek value {offset}")
+            return offset
+        if whence == 1:
+            return max(0, self._position + offset)
+        if whence == 2:
+            return max(0, self._size + offset)
+        raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+
+    def _materialize(self) -> io.BytesIO:
+        """Move the body into a ``BytesIO`` at the same position, once."""
+        raise NotImplementedError
+
+    def tell(self) -> int:
+        """Return the position."""
+        if self._file is None:
+            return self._position
+        return self._file.tell()
+
+    def readable(self) -> bool:
+        """Return ``True``: the body can be read."""
+        return True
+
+    def seekable(self) -> bool:
+        """Return ``True``: the body can be sought."""
+        return True
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Iterate over the lines, as a file does."""
+        return iter(self._materialize())
+
+    def __getattr__(self, name: str) -> Any:
+        """Answer every other file method from the ``BytesIO``."""
+        return getattr(self._materialize(), name)
+
+
+class BodyBuffer(_MemoryBody):
     """An in-memory request body, read back from the pieces it was written in.
 
     A ``BytesIO`` written in many pieces re-allocates as it grows, and joining the
@@ -96,26 +149,11 @@ class BodyBuffer:
             return len(data)
         return self._materialize().write(data)
 
-    def tell(self) -> int:
-        """Return the position."""
-        if self._file is None:
-            return self._position
-        return self._file.tell()
-
     def seek(self, offset: int, whence: int = 0) -> int:
         """Move the position, as ``BytesIO.seek`` does."""
         if self._file is not None:
             return self._file.seek(offset, whence)
-        if whence == 0:
-            if offset < 0:
-                raise ValueError(f"negative seek value {offset}")
-            position = offset
-        elif whence == 1:
-            position = max(0, self._position + offset)
-        elif whence == 2:
-            position = max(0, self._size + offset)
-        else:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        position = self._seekTarget(offset, whence)
         if position >= self._size:
             # As BytesIO: past the end is allowed; a write there fills with zeros.
             if position > self._size:
@@ -165,14 +203,6 @@ class BodyBuffer:
         self._position += size
         return data
 
-    def readable(self) -> bool:
-        """Return ``True``: the body can be read."""
-        return True
-
-    def seekable(self) -> bool:
-        """Return ``True``: the body can be sought."""
-        return True
-
     def _materialize(self) -> io.BytesIO:
         """Join the pieces into one file at the same position, once."""
         if self._file is None:
@@ -189,14 +219,6 @@ class BodyBuffer:
             # From now on every operation is answered by a closed file (ValueError).
             self._file = io.BytesIO()
         self._file.close()
-
-    def __iter__(self) -> Iterator[bytes]:
-        """Iterate over the lines, as a file does."""
-        return iter(self._materialize())
-
-    def __getattr__(self, name: str) -> Any:
-        """Answer every other file method from the joined body."""
-        return getattr(self._materialize(), name)
 
 
 class BufferPool:
@@ -237,7 +259,7 @@ class BufferPool:
             self._idle.append(buffer)
 
 
-class PooledBody:
+class PooledBody(_MemoryBody):
     """An in-memory request body, written into a buffer of a :class:`BufferPool`.
 
     It answers ``write``, ``read``, ``seek`` and ``tell`` as ``BytesIO`` does, from
@@ -267,27 +289,15 @@ class PooledBody:
             return len(data)
         return self._materialize().write(data)
 
-    def tell(self) -> int:
-        """Return the position."""
-        if self._file is None:
-            return self._position
-        return self._file.tell()
-
     def seek(self, offset: int, whence: int = 0) -> int:
         """Move the position, as ``BytesIO.seek`` does."""
         if self._file is None:
-            if whence == 0:
-                position = offset
-            elif whence == 1:
-                position = max(0, self._position + offset)
-            elif whence == 2:
-                position = max(0, self._size + offset)
-            else:
-                position = -1  # BytesIO raises the error
-            if 0 <= position <= self._size:
+            position = self._seekTarget(offset, whence)
+            if position <= self._size:
                 self._position = position
                 return position
-        return self._materialize().seek(offset, whence)
+            return self._materialize().seek(position)
+        return self._file.seek(offset, whence)
 
     def read(self, size: int | None = -1) -> bytes:
         """Read up to ``size`` bytes (all that is left if negative or ``None``)."""
@@ -300,14 +310,6 @@ class PooledBody:
             size = left
         self._position = start + size
         return view[start : start + size].tobytes()
-
-    def readable(self) -> bool:
-        """Return ``True``: the body can be read."""
-        return True
-
-    def seekable(self) -> bool:
-        """Return ``True``: the body can be sought."""
-        return True
 
     def _materialize(self) -> io.BytesIO:
         """Copy the body into a file at the same position and give the buffer back."""
@@ -334,14 +336,6 @@ class PooledBody:
             self._file = io.BytesIO()
         self._giveBack()
         self._file.close()
-
-    def __iter__(self) -> Iterator[bytes]:
-        """Iterate over the lines, as a file does."""
-        return iter(self._materialize())
-
-    def __getattr__(self, name: str) -> Any:
-        """Answer every other file method from a copy of the body."""
-        return getattr(self._materialize(), name)
 
 
 POOLED_BODY_SIZE = 1024 * 1024
