@@ -809,23 +809,19 @@ class SCGIChannel(Protocol):
         # While the request is processed, the response head is held back and sent
         # with the first piece of the body (see writeHeaders).
         self._holdHead = True
+        # twisted.web would parse the Content-Type with the email package (about
+        # 90 us) only to find that the body is not a form: skip straight to the
+        # answer it would reach.
+        skipFormParsing = method == b"POST" and _cannotBeForm(request)
+        if skipFormParsing:
+            request._parsePOSTFormSubmission = False
         try:
-            if method == b"POST" and _cannotBeForm(request):
-                # twisted.web would parse the Content-Type with the email package
-                # (about 90 us) only to find that the body is not a form: skip
-                # straight to the answer it would reach.
-                request._parsePOSTFormSubmission = False
-                try:
-                    request.requestReceived(
-                        method, request_uri(environ), request_protocol(environ)
-                    )
-                finally:
-                    request._parsePOSTFormSubmission = True
-            else:
-                request.requestReceived(
-                    method, request_uri(environ), request_protocol(environ)
-                )
+            request.requestReceived(
+                method, request_uri(environ), request_protocol(environ)
+            )
         finally:
+            if skipFormParsing:
+                request._parsePOSTFormSubmission = True
             self._holdHead = False
             self._flushHead()
 

@@ -275,11 +275,7 @@ class SCGIParser:
             if digits.isdigit():
                 length = int(digits)
                 if length <= self.max_header_size:
-                    del buffer[: colon + 1]
-                    self.body_offset = colon + 1 + length + 1
-                    self._header_length = length
-                    self._state = _HEADERS
-                    return True
+                    return self._length_read(colon, length)
         # Anything else is judged byte by byte, in arrival order.
         colon = -1
         for index in range(min(len(buffer), limit + 1)):
@@ -303,8 +299,11 @@ class SCGIParser:
             return False
         if colon == 0:
             raise RemoteProtocolError(self.ERR_EMPTY_LENGTH)
-        length = int(buffer[:colon])
-        del buffer[: colon + 1]
+        return self._length_read(colon, int(buffer[:colon]))
+
+    def _length_read(self, colon: int, length: int) -> bool:
+        """Drop the length prefix (ending at ``colon``) and expect ``length`` bytes."""
+        del self._buffer[: colon + 1]
         self.body_offset = colon + 1 + length + 1
         self._header_length = length
         self._state = _HEADERS

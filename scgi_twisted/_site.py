@@ -91,11 +91,22 @@ class _MemoryBody:
         """Move the body into a ``BytesIO`` at the same position, once."""
         raise NotImplementedError
 
+    def _release(self) -> None:
+        """Let go of the memory the body lives in (the file excepted)."""
+        raise NotImplementedError
+
     def tell(self) -> int:
         """Return the position."""
         if self._file is None:
             return self._position
         return self._file.tell()
+
+    def close(self) -> None:
+        """Drop the body; from then on every operation raises ``ValueError``."""
+        if self._file is None:
+            self._file = io.BytesIO()  # a closed file answers from now on
+        self._release()
+        self._file.close()
 
     def readable(self) -> bool:
         """Return ``True``: the body can be read."""
@@ -211,14 +222,10 @@ class BodyBuffer(_MemoryBody):
             self._chunks = []
         return self._file
 
-    def close(self) -> None:
-        """Drop the body."""
+    def _release(self) -> None:
+        """Drop the pieces."""
         self._chunks = []
         self._size = self._position = self._index = self._offset = 0
-        if self._file is None:
-            # From now on every operation is answered by a closed file (ValueError).
-            self._file = io.BytesIO()
-        self._file.close()
 
 
 class BufferPool:
@@ -318,24 +325,16 @@ class PooledBody(_MemoryBody):
             assert view is not None
             self._file = io.BytesIO(view[: self._size].tobytes())
             self._file.seek(self._position)
-            self._giveBack()
+            self._release()
         return self._file
 
-    def _giveBack(self) -> None:
+    def _release(self) -> None:
         """Return the buffer to the pool, once."""
         view, buffer = self._view, self._buffer
         self._view = self._buffer = None
         if view is not None and buffer is not None:
             view.release()
             self._pool.give(buffer)
-
-    def close(self) -> None:
-        """Drop the body and give the buffer back."""
-        if self._file is None:
-            # From now on every operation is answered by a closed file (ValueError).
-            self._file = io.BytesIO()
-        self._giveBack()
-        self._file.close()
 
 
 POOLED_BODY_SIZE = 1024 * 1024
