@@ -134,11 +134,16 @@ class _InheritedUNIXPort(unix.Port):
 
     It also never shuts the socket down, which would stop it listening in every
     process holding it.
+
+    :ivar socketPath: the address the socket is bound to, as ``getsockname()`` gives
+        it (read from the socket itself, so no Twisted attribute is needed for it).
     """
+
+    socketPath: str | bytes = ""
 
     def startListening(self) -> None:
         """Listen, re-applying the socket file's own mode (not ``0666``)."""
-        path = self._bindPath
+        path = self.socketPath
         if path and path[:1] not in (b"\0", "\0"):
             try:
                 self.mode = stat.S_IMODE(os.stat(path).st_mode)
@@ -180,10 +185,13 @@ def adoptListeningSocket(
     """
     fdesc.setNonBlocking(fileno)  # type: ignore[no-untyped-call]
     if family == socket.AF_UNIX:
+        with socket.socket(family, socket.SOCK_STREAM, fileno=os.dup(fileno)) as sock:
+            path = sock.getsockname()
         port = _InheritedUNIXPort._fromListeningDescriptor(  # type: ignore[no-untyped-call]
             reactor, fileno, factory
         )
         port.backlog = backlog
+        port.socketPath = path
         port.startListening()
         return port  # type: ignore[no-any-return]
     return reactor.adoptStreamPort(fileno, family, factory)  # type: ignore[no-any-return]

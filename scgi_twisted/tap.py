@@ -511,7 +511,16 @@ class Options(usage.Options):
     def parseOptions(self, options: list[str] | None = None) -> None:
         """Parse the options, keeping them as given (``--workers`` passes them on)."""
         self.arguments = list(sys.argv[1:] if options is None else options)
-        super().parseOptions(options)  # type: ignore[no-untyped-call]
+        try:
+            super().parseOptions(options)  # type: ignore[no-untyped-call]
+        except usage.UsageError as error:
+            if self.parent is None:
+                raise
+            # Under twistd, say what is wrong and exit 1 ourselves: Twisted 25.5's
+            # twistd printed the whole help and then exited 0 on a usage error.
+            sys.stderr.write(f"twistd scgi: {error}\n")
+            sys.stderr.write("twistd scgi --help lists the options.\n")
+            raise SystemExit(1) from None
 
     def parseArgs(self, *arguments: str) -> None:
         """Refuse arguments that are not options."""
