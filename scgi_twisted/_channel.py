@@ -2,7 +2,7 @@
 
 The channel is a :class:`~twisted.internet.protocol.Protocol` that gives every byte to
 the sans-I/O parser and turns its events into the calls a ``twisted.web`` request
-expects from an ``HTTPChannel`` (the contract is in ``docs/internals``): the request is
+expects from ``twisted.web.http.HTTPChannel``: the request is
 built once the header block is parsed, the body is streamed into ``request.content``,
 and ``requestReceived`` runs when the body is complete.  Towards the frontend the
 channel writes a CGI response (``Status:`` line, CRLF headers, body) and never chunk
@@ -809,9 +809,9 @@ class SCGIChannel(Protocol):
         # While the request is processed, the response head is held back and sent
         # with the first piece of the body (see writeHeaders).
         self._holdHead = True
-        # twisted.web would parse the Content-Type with the email package (about
-        # 90 us) only to find that the body is not a form: skip straight to the
-        # answer it would reach.
+        # twisted.web would parse the Content-Type with the email package only to
+        # find that the body is not a form: skip straight to the answer it would
+        # reach (docs/performance.md has what that parse costs).
         skipFormParsing = method == b"POST" and _cannotBeForm(request)
         if skipFormParsing:
             request._parsePOSTFormSubmission = False

@@ -1,7 +1,8 @@
 """The sans-I/O core of the SCGI client: a request encoder and a CGI-response parser.
 
 Strategy.  :func:`request_variables` builds the name/value pairs a frontend sends for
-one HTTP request, in the order nginx sends them (``frontends.md`` §2):
+one HTTP request, in the order nginx sends them (``docs/deployment.md``, "What each
+frontend sends"):
 ``CONTENT_LENGTH`` first, then ``REQUEST_METHOD``, ``REQUEST_URI``, ``QUERY_STRING``,
 ``CONTENT_TYPE``, ``SCGI``, ``SERVER_PROTOCOL``, ``REQUEST_SCHEME`` (and ``HTTPS`` when
 secure), ``REMOTE_ADDR``, ``REMOTE_PORT``, ``SERVER_PORT``, ``SERVER_NAME``,

@@ -233,10 +233,10 @@ class BufferPool:
 
     A body of a few hundred KiB kept as the pieces the transport read is allocated
     and freed in large blocks for every request; the C allocator hands such blocks
-    back to the kernel and takes them again, page by page (measured: 86 page faults
-    and about 200 us per 1 MiB POST).  A body copied into a buffer taken from here
-    touches memory that is already mapped, and the transport's read buffers are
-    freed at once and reused.
+    back to the kernel and takes them again, page by page, every time
+    (``docs/performance.md`` has the measurement).  A body copied into a buffer
+    taken from here touches memory that is already mapped, and the transport's
+    read buffers are freed at once and reused.
 
     :param size: the size of every buffer, in bytes.
     :param keep: the most idle buffers kept; the idle memory is at most

@@ -1,8 +1,9 @@
 """Unit tests for the pure CGI-environment mappings of ``scgi_twisted._environ``.
 
 Every function is called directly with plain dictionaries of the shape the parser
-produces (names as text, values as bytes).  The mount vectors are the rows of the
-frontend measurements (``frontends.md`` §4), so a change of rule shows up here first,
+produces (names as text, values as bytes).  The mount vectors are what nginx, Apache
+and lighttpd were measured to send (``docs/deployment.md``, "What each frontend sends",
+and ``docs/mounting.md``), so a change of rule shows up here first,
 before the channel tests that run the same rows end to end.
 """
 
@@ -541,7 +542,7 @@ class MountDepthTests(SynchronousTestCase):
         self.assertEqual(mount_depth(segments, environ, mount), expected, uri)
 
     def test_nginx(self) -> None:
-        """The nginx rows of frontends.md §4: SCRIPT_NAME /app, decoded PATH_INFO."""
+        """What nginx sends with our lines: SCRIPT_NAME /app, PATH_INFO decoded."""
         rows = [
             (b"/app", b""),
             (b"/app/", b"/"),

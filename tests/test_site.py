@@ -2,8 +2,9 @@
 
 As in ``test_channel``, each request goes through the real channel that
 ``site.buildProtocol`` makes, on a ``StringTransport``, with a ``Clock`` reactor and a
-real resource tree.  The mount vectors are the measured rows of ``frontends.md`` §4
-(nginx, Apache with ``proxy-scgi-pathinfo``, lighttpd; root and ``/app`` mounts).
+real resource tree.  The mount vectors are what the frontends were measured to send
+(``docs/deployment.md`` and ``docs/mounting.md``: nginx, Apache with
+``proxy-scgi-pathinfo``, lighttpd; root and ``/app`` mounts).
 ``WSGIResource`` runs on synchronous stand-ins for its thread pool and reactor threads,
 written here after the pattern of Twisted's own WSGI tests.
 """
