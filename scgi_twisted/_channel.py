@@ -283,9 +283,12 @@ class SCGIConfig:
         before the connection is aborted.
     :ivar header_timeout: how long the whole header block may take to arrive, in
         seconds; ``None`` means the channel's ``timeOut``.
-    :ivar stream_uploads: look up the resource as soon as the headers of a request
-        with a body arrive, so that an :class:`IStreamingUploadResource` can read the
-        body as it comes.
+    :ivar stream_uploads: where the resource of a request with a body is looked up
+        as soon as its headers arrive, so that an :class:`IStreamingUploadResource`
+        can read the body as it comes: ``False`` nowhere (the default: the tree is
+        traversed once the body is in, as twisted.web does), ``True`` for every
+        path, or a tuple of path prefixes (``b"/upload"``, matched whole segments at
+        a time against the request's URL path as sent).
     """
 
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
@@ -298,7 +301,20 @@ class SCGIConfig:
     abort_timeout: float = 15.0
     max_drain: int = 128 * 1024 * 1024
     header_timeout: float | None = None
-    stream_uploads: bool = True
+    stream_uploads: bool | tuple[bytes, ...] = False
+
+    def streamsAt(self, uri: bytes) -> bool:
+        """Return whether a request for ``uri`` with a body is looked up early.
+
+        :param uri: the request's URI, with any query.
+        """
+        scope = self.stream_uploads
+        if isinstance(scope, bool):
+            return scope
+        path = uri.partition(b"?")[0]
+        return any(
+            path == prefix or path.startswith(prefix + b"/") for prefix in scope
+        )
 
 
 _DEFAULT_CONFIG = SCGIConfig()
@@ -599,7 +615,11 @@ class SCGIChannel(Protocol):
             # Fewer, larger reads for a large body (the transport reads bufferSize
             # bytes at a time); still a small, fixed bound per connection.
             self.transport.bufferSize = _LARGE_READ
-        if event.content_length and self.config.stream_uploads:
+        if (
+            event.content_length
+            and self.config.stream_uploads
+            and self.config.streamsAt(request_uri(environ))
+        ):
             self._lookUpEarly(request)
 
     def _lookUpEarly(self, request: _Request) -> None:

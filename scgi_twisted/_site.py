@@ -27,7 +27,7 @@ from twisted.web.server import Request, Site
 from ._channel import SCGIChannel, SCGIConfig
 from ._sansio import DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_VARIABLES
 
-__all__ = ["DEFAULT_SPOOL_THRESHOLD", "SCGISite"]
+__all__ = ["DEFAULT_SPOOL_THRESHOLD", "SCGISite", "resourceOf"]
 
 DEFAULT_SPOOL_THRESHOLD = 1024 * 1024 + 1
 """Request bodies up to 1 MiB (nginx's default ``client_max_body_size``) stay in
@@ -37,6 +37,82 @@ bounded by 1 MiB per connection (see ``max_connections``)."""
 _log = Logger()
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def resourceOf(obj: object) -> IResource | None:
+    """Return ``obj`` if it is a resource, ``obj.resource()`` if it has that method.
+
+    What ``twistd scgi --resource`` and :class:`SCGISite` accept as a root: a
+    ``twisted.web`` resource, or an object with a ``resource()`` method (such as a
+    Klein app), called once.
+
+    :returns: the resource, or ``None`` if ``obj`` is neither.
+    :raises TypeError: if ``obj.resource()`` returns something that is not a
+        resource.
+    """
+    if IResource.providedBy(obj):
+        return cast(IResource, obj)
+    method = getattr(obj, "resource", None)
+    if not isinstance(obj, type) and callable(method):
+        made = method()
+        if IResource.providedBy(made):
+            return cast(IResource, made)
+        raise TypeError(
+            f"{obj!r}.resource() returned {made!r}, which is not a twisted.web "
+            "resource"
+        )
+    return None
+
+
+def _rootResource(obj: object) -> IResource:
+    """Return the root resource for ``SCGISite(obj)``, or refuse ``obj`` clearly.
+
+    :raises TypeError: if ``obj`` is not a resource nor has a ``resource()`` method.
+    """
+    resource = resourceOf(obj)
+    if resource is not None:
+        return resource
+    hint = ""
+    if isinstance(obj, type):
+        hint = f" (it is a class: pass an instance, such as {obj.__name__}())"
+    elif callable(obj):
+        hint = (
+            " (if it is a WSGI application, wrap it: "
+            "WSGIResource(reactor, reactor.getThreadPool(), app))"
+        )
+    raise TypeError(
+        f"SCGISite needs a twisted.web resource, or an object with a resource() "
+        f"method such as a Klein app; got {obj!r}{hint}"
+    )
+
+
+def _streamScope(
+    stream_uploads: bool | Iterable[str | bytes],
+) -> bool | tuple[bytes, ...]:
+    """Return the ``stream_uploads`` of :class:`SCGIConfig` for the site option.
+
+    :raises ValueError: if a prefix does not start with ``/``.
+    :raises TypeError: if the option is a single string rather than a list.
+    """
+    if isinstance(stream_uploads, bool):
+        return stream_uploads
+    if isinstance(stream_uploads, str | bytes):
+        raise TypeError(
+            f"stream_uploads takes True, False or a list of path prefixes, such as "
+            f"[{stream_uploads!r}]; got the single string {stream_uploads!r}"
+        )
+    prefixes: list[bytes] = []
+    for given in stream_uploads:
+        prefix = given.encode("utf-8") if isinstance(given, str) else bytes(given)
+        if not prefix.startswith(b"/"):
+            raise ValueError(
+                f"a stream_uploads prefix must start with '/': {given!r}"
+            )
+        prefix = prefix.rstrip(b"/")
+        if not prefix:
+            return True  # "/" is every path
+        prefixes.append(prefix)
+    return tuple(prefixes) if prefixes else False
 
 
 def _parse_networks(networks: Iterable[str]) -> tuple[_Network, ...]:
@@ -351,7 +427,8 @@ POOLED_BODY_KEEP = 16
 class SCGISite(Site):
     """A ``Site`` that serves its resource tree to SCGI frontends.
 
-    :param resource: the root of the resource tree.
+    :param resource: the root of the resource tree, or an object with a
+        ``resource()`` method (a Klein app), as ``--resource`` accepts.
     :param requestFactory: the request class (default ``twisted.web.server.Request``).
     :param mount: the path prefix the application lives under when the frontend sends
         no usable ``SCRIPT_NAME``/``PATH_INFO`` (stock nginx sends none), such as
@@ -380,9 +457,12 @@ class SCGISite(Site):
         stops accepting (the kernel's backlog holds new connections) and resumes when
         a connection ends.  Connections a port accepted in the same batch wait,
         unread, for a free slot.  ``None`` for no limit.
-    :param stream_uploads: look up the resource of a request with a body as soon as
-        its headers arrive, so that an ``IStreamingUploadResource`` can read the body
-        as it comes (other resources behave as usual).
+    :param stream_uploads: where an ``IStreamingUploadResource`` may read the body
+        as it arrives: ``False`` (the default) nowhere, ``True`` everywhere, or a
+        list of path prefixes such as ``["/upload"]``.  There, the resource of a
+        request with a body is looked up as soon as its headers arrive, so
+        ``getChild`` sees neither a form's arguments nor the content; elsewhere the
+        tree is traversed once the body is in, exactly as twisted.web does.
     :param kwargs: passed to ``Site``: ``logPath``, ``logFormatter``, ``reactor``,
         ``parsePOSTFormSubmission``.
 
@@ -396,7 +476,7 @@ class SCGISite(Site):
 
     def __init__(
         self,
-        resource: IResource,
+        resource: object,
         requestFactory: Any = None,
         *,
         mount: str | bytes | None = None,
@@ -412,12 +492,16 @@ class SCGISite(Site):
         header_timeout: float | None = None,
         abort_timeout: float = 15.0,
         max_connections: int | None = None,
-        stream_uploads: bool = True,
+        stream_uploads: bool | Iterable[str | bytes] = False,
         **kwargs: Any,
     ) -> None:
-        """Create the site; see the class docstring for the parameters."""
+        """Create the site; see the class docstring for the parameters.
+
+        :raises TypeError: if ``resource`` is not a resource and has no
+            ``resource()`` method.
+        """
         super().__init__(  # type: ignore[no-untyped-call]
-            resource, requestFactory, timeout=timeout, **kwargs
+            _rootResource(resource), requestFactory, timeout=timeout, **kwargs
         )
         if isinstance(mount, str):
             mount = mount.encode("utf-8")
@@ -444,7 +528,7 @@ class SCGISite(Site):
             linger_timeout=linger_timeout,
             abort_timeout=abort_timeout,
             header_timeout=header_timeout,
-            stream_uploads=stream_uploads,
+            stream_uploads=_streamScope(stream_uploads),
         )
 
     @classmethod

@@ -35,7 +35,7 @@ from twisted.web.wsgi import WSGIResource
 
 from ._defaultpage import DefaultPage
 from ._sansio import DEFAULT_MAX_HEADER_SIZE
-from ._site import SCGISite
+from ._site import SCGISite, resourceOf
 from ._systemd import NotifyService, inheritedSafely
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService", "parseSize"]
@@ -134,20 +134,14 @@ def _requiredParameters(factory: Callable[..., object]) -> list[str]:
 
 
 def _resourceOf(obj: object) -> IResource | None:
-    """Return ``obj`` if it is a resource, ``obj.resource()`` if it has that method."""
-    if IResource.providedBy(obj):
-        return obj
-    method = getattr(obj, "resource", None)
-    if not isinstance(obj, type) and callable(method):
-        made = method()
-        if IResource.providedBy(made):
-            return made
-        raise _fail(
-            "resource",
-            f"{obj!r}.resource() returned {made!r}, which is not a twisted.web "
-            "resource",
-        )
-    return None
+    """Return ``obj`` if it is a resource, ``obj.resource()`` if it has that method.
+
+    The rule is :func:`~scgi_twisted._site.resourceOf`, which ``SCGISite`` shares.
+    """
+    try:
+        return resourceOf(obj)
+    except TypeError as error:
+        raise _fail("resource", str(error)) from None
 
 
 def _asResource(name: str, obj: object) -> IResource:
@@ -222,8 +216,8 @@ def _listensEverywhere(endpoint: object) -> bool:
 class Options(usage.Options):
     """The options of ``twistd scgi``.
 
-    After parsing, the keys are the long option names.  ``"listen"`` and ``"allow"``
-    are lists of strings; ``"resource"`` is the root resource or ``None``;
+    After parsing, the keys are the long option names.  ``"listen"``, ``"allow"``
+    and ``"stream-uploads"`` are lists of strings; ``"resource"`` is the root resource or ``None``;
     ``"wsgi"`` the WSGI application or ``None``; ``"path"`` an absolute directory or
     ``None``; ``"root"`` names the one of those that was given (``None`` for the
     built-in page) and ``"root-name"`` the value it was given; the sizes are ``int``
@@ -294,6 +288,7 @@ class Options(usage.Options):
         self["grace-period"] = DEFAULT_GRACE_PERIOD
         self["abort-timeout"] = DEFAULT_ABORT_TIMEOUT
         self["max-connections"] = None
+        self["stream-uploads"] = []
         self.defaults.update(
             {
                 "abort-timeout": f"{DEFAULT_ABORT_TIMEOUT:g}",
@@ -390,6 +385,17 @@ class Options(usage.Options):
         if not prefix.startswith("/"):
             raise _fail("mount", f"{prefix!r} does not start with '/'")
         self["mount"] = prefix
+
+    def opt_stream_uploads(self, prefix: str) -> None:
+        """Stream uploads to IStreamingUploadResource below this path prefix.
+
+        / streams at every path; repeat for several prefixes. Below them the tree is traversed when a request's headers arrive, so getChild
+        sees no form arguments and no body. [default: nowhere: the tree is traversed
+        once the body is in, as under twisted.web]
+        """
+        if not prefix.startswith("/"):
+            raise _fail("stream-uploads", f"{prefix!r} does not start with '/'")
+        self["stream-uploads"].append(prefix)
 
     def opt_max_body_size(self, size: str) -> None:
         """Refuse request bodies larger than this with 413, such as 10M.
@@ -657,6 +663,7 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
         header_timeout=config["header-timeout"],
         abort_timeout=config["abort-timeout"],
         max_connections=config["max-connections"],
+        stream_uploads=config["stream-uploads"],
         half_close=bool(config["half-close"]),
         allow=config["allow"] or None,
         reactor=reactor,

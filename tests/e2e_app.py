@@ -104,6 +104,9 @@ BIG_SIZE = 1024 * 1024
 OFFLOAD_URI = "/_offload/"
 """The URI of nginx's ``internal`` location for offloaded files."""
 
+STREAM_UPLOAD_PATHS = ("/stream-upload", "/app/stream-upload")
+"""Where the backend streams uploads (``SCGISite(stream_uploads=...)``)."""
+
 _log = Logger()
 
 _StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -626,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
             root,
             mount=options.mount,
             max_body_size=options.max_body_size,
+            # Streaming is off by default: only /stream-upload (at the root and
+            # below the mount point) opts in.
+            stream_uploads=STREAM_UPLOAD_PATHS,
             reactor=reactor,
         )
         listening = gatherResults(

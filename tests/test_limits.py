@@ -540,7 +540,9 @@ class _LimitsTestsMixin(_MixinBase):
         aborted at ``timeout``, without waiting ``abort_timeout`` (10 s here).
         """
         streaming = StreamingAnswer(16 * MiB)
-        site, address = await self.serve(streaming, timeout=0.5, abort_timeout=10)
+        site, address = await self.serve(
+            streaming, timeout=0.5, abort_timeout=10, stream_uploads=True
+        )
         release = threading.Event()
         header = _request(b"/stream", contentLength=1000)
 

@@ -1,6 +1,7 @@
 """Streaming request bodies in memory: ``IStreamingUploadResource``, ``deliverBody``.
 
-Every test drives the real channel of an ``SCGISite(root, reactor=Clock())`` on a
+Every test drives the real channel of an ``SCGISite(root, reactor=Clock(),
+stream_uploads=True)`` (streaming is off by default: the tests opt in) on a
 ``StringTransport`` (:func:`tests._scgi.connect`): it sends the header block, then
 the body in whatever pieces it likes, and watches what the body's receiver gets,
 the transport's ``producerState`` (``pauseProducing`` sets ``"paused"``), what the
@@ -255,7 +256,12 @@ class StreamingTestCase(SynchronousTestCase):
         self.logged = collectLogEvents(self)
 
     def makeSite(self, root: IResource, **options: Any) -> SCGISite:
-        """Build a site on the test's clock."""
+        """Build a site on the test's clock that streams uploads at every path.
+
+        Streaming is off by default; these tests opt in explicitly
+        (``stream_uploads=True``) unless they pass their own ``stream_uploads``.
+        """
+        options.setdefault("stream_uploads", True)
         return SCGISite(root, reactor=self.clock, **options)
 
     def open(
@@ -420,7 +426,7 @@ class DeliveryTests(StreamingTestCase):
     def test_streamingHash(self) -> None:
         """The shared ``StreamingHash`` resource hashes an upload through the client."""
         body = random.Random(2).randbytes(200_000)
-        client = SCGITestClient(StreamingHash(Clock()))
+        client = SCGITestClient(StreamingHash(Clock()), stream_uploads=True)
         response = client.post("/", body)
         self.assertEqual(response.status, 200)
         answer = json.loads(response.body)
@@ -1097,7 +1103,9 @@ class StandardPathTests(StreamingTestCase):
             ),
             (
                 "sharing",
-                lambda r: SCGISite.sharing(Site(r, reactor=self.clock), mount="/app"),
+                lambda r: SCGISite.sharing(
+                    Site(r, reactor=self.clock), mount="/app", stream_uploads=True
+                ),
                 b"/app/a/leaf/x?q=2",
                 {},
             ),
@@ -1248,7 +1256,7 @@ class StreamingHashTests(StreamingTestCase):
 
     def test_rss(self) -> None:
         """``rss=1`` adds the memory measured during the upload to the answer."""
-        client = SCGITestClient(StreamingHash(Clock()))
+        client = SCGITestClient(StreamingHash(Clock()), stream_uploads=True)
         answer = json.loads(client.post("/?rss=1", b"x" * 1000).body)
         self.assertEqual(set(answer["rss"]), {"baseline", "peak", "growth"})
         self.assertGreater(answer["rss"]["baseline"], 0)

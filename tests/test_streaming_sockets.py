@@ -222,7 +222,10 @@ class _StreamingSocketsMixin(_MixinBase):
         root = Resource()
         root.putChild(b"hash", hashing)
         root.putChild(b"hoard", hoard)
-        site = SCGISite(root, reactor=_reactor, timeout=30)
+        # Streaming is off by default: opt in for the two streaming resources.
+        site = SCGISite(
+            root, reactor=_reactor, timeout=30, stream_uploads=["/hash", "/hoard"]
+        )
         port = await serverFromString(_reactor, self.endpointFor()).listen(site)
         self.addCleanup(port.stopListening)
         self.addCleanup(self.allClosed, site)
