@@ -312,9 +312,7 @@ class SCGIConfig:
         if isinstance(scope, bool):
             return scope
         path = uri.partition(b"?")[0]
-        return any(
-            path == prefix or path.startswith(prefix + b"/") for prefix in scope
-        )
+        return any(path == prefix or path.startswith(prefix + b"/") for prefix in scope)
 
 
 _DEFAULT_CONFIG = SCGIConfig()

@@ -58,8 +58,7 @@ def resourceOf(obj: object) -> IResource | None:
         if IResource.providedBy(made):
             return cast(IResource, made)
         raise TypeError(
-            f"{obj!r}.resource() returned {made!r}, which is not a twisted.web "
-            "resource"
+            f"{obj!r}.resource() returned {made!r}, which is not a twisted.web resource"
         )
     return None
 
@@ -105,9 +104,7 @@ def _streamScope(
     for given in stream_uploads:
         prefix = given.encode("utf-8") if isinstance(given, str) else bytes(given)
         if not prefix.startswith(b"/"):
-            raise ValueError(
-                f"a stream_uploads prefix must start with '/': {given!r}"
-            )
+            raise ValueError(f"a stream_uploads prefix must start with '/': {given!r}")
         prefix = prefix.rstrip(b"/")
         if not prefix:
             return True  # "/" is every path

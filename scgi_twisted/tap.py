@@ -217,9 +217,9 @@ class Options(usage.Options):
     """The options of ``twistd scgi``.
 
     After parsing, the keys are the long option names.  ``"listen"``, ``"allow"``
-    and ``"stream-uploads"`` are lists of strings; ``"resource"`` is the root resource or ``None``;
-    ``"wsgi"`` the WSGI application or ``None``; ``"path"`` an absolute directory or
-    ``None``; ``"root"`` names the one of those that was given (``None`` for the
+    and ``"stream-uploads"`` are lists of strings; ``"resource"`` is the root
+    resource or ``None``; ``"wsgi"`` the WSGI application or ``None``; ``"path"``
+    an absolute directory or ``None``; ``"root"`` names the one of those that was given (``None`` for the
     built-in page) and ``"root-name"`` the value it was given; the sizes are ``int``
     (``"max-body-size"`` may be ``None``), ``"timeout"`` a ``float``, and the flags
     are ``bool``.
@@ -389,9 +389,10 @@ class Options(usage.Options):
     def opt_stream_uploads(self, prefix: str) -> None:
         """Stream uploads to IStreamingUploadResource below this path prefix.
 
-        / streams at every path; repeat for several prefixes. Below them the tree is traversed when a request's headers arrive, so getChild
-        sees no form arguments and no body. [default: nowhere: the tree is traversed
-        once the body is in, as under twisted.web]
+        / streams at every path; repeat for several prefixes. Below them the tree is
+        traversed when a request's headers arrive, so getChild sees no form
+        arguments and no body. [default: nowhere: the tree is traversed once the
+        body is in, as under twisted.web]
         """
         if not prefix.startswith("/"):
             raise _fail("stream-uploads", f"{prefix!r} does not start with '/'")

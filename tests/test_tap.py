@@ -182,6 +182,7 @@ class OptionsTests(UsageErrorMixin, SynchronousTestCase):
         self.assertFalse(options["display-tracebacks"])
         self.assertFalse(options["no-form-parsing"])
         self.assertFalse(options["half-close"])
+        self.assertEqual(options["stream-uploads"], [])
 
     def test_flags(self) -> None:
         """Each flag sets its key."""
@@ -207,6 +208,7 @@ class OptionsTests(UsageErrorMixin, SynchronousTestCase):
             "display-tracebacks",
             "no-form-parsing",
             "half-close",
+            "stream-uploads=",
         ):
             self.assertIn(f"--{name}", text)
         self.assertIn(f"[default: {DEFAULT_LISTEN}]", " ".join(text.split()))
@@ -567,6 +569,10 @@ class ValueOptionTests(UsageErrorMixin, SynchronousTestCase):
         path = temporaryDirectory(self).descendant(["missing", "access.log"]).path
         self.assertBadValue("access-log", path, "the directory of", "does not exist")
 
+    def test_streamUploadsRelative(self) -> None:
+        """A ``--stream-uploads`` prefix must start with ``/``."""
+        self.assertBadValue("stream-uploads", "upload", "does not start with '/'")
+
     def test_accessLogDirectory(self) -> None:
         """A directory is refused as the log file."""
         self.assertBadValue("access-log", os.getcwd(), "is a directory")
@@ -779,6 +785,18 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertFalse(self.start().config.half_close)
         self.reactor = ThreadedMemoryReactor()
         self.assertTrue(self.start("--half-close").config.half_close)
+
+    def test_streamUploads(self) -> None:
+        """``--stream-uploads`` scopes streaming; without it the site streams nowhere.
+
+        ``/`` means every path; several prefixes are kept in order.
+        """
+        self.assertIs(self.start().config.stream_uploads, False)
+        self.reactor = ThreadedMemoryReactor()
+        site = self.start("--stream-uploads", "/upload", "--stream-uploads", "/m/")
+        self.assertEqual(site.config.stream_uploads, (b"/upload", b"/m"))
+        self.reactor = ThreadedMemoryReactor()
+        self.assertIs(self.start("--stream-uploads", "/").config.stream_uploads, True)
 
     def test_displayTracebacks(self) -> None:
         """``--display-tracebacks`` sets the site's flag."""
