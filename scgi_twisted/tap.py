@@ -220,9 +220,9 @@ class Options(usage.Options):
     and ``"stream-uploads"`` are lists of strings; ``"resource"`` is the root
     resource or ``None``; ``"wsgi"`` the WSGI application or ``None``; ``"path"``
     an absolute directory or ``None``; ``"root"`` names the one of those that was
-    given (``None`` for the built-in page) and ``"root-name"`` the value it was given; the sizes are ``int``
-    (``"max-body-size"`` may be ``None``), ``"timeout"`` a ``float``, and the flags
-    are ``bool``.
+    given (``None`` for the built-in page) and ``"root-name"`` the value it was
+    given; the sizes are ``int`` (``"max-body-size"`` may be ``None``),
+    ``"timeout"`` a ``float``, and the flags are ``bool``.
     """
 
     synopsis = "[scgi options]"
