@@ -1031,6 +1031,8 @@ class SCGIChannel(Protocol):
             for name, values in headers.getAllRawHeaders()
             for value in values
         ]
+        if code == b"200" and self._behindApache():
+            pairs = self._absoluteLocations(pairs)
         try:
             head = encode_response_head(int(code), reason, pairs)
         except (LocalProtocolError, ValueError) as error:
@@ -1046,6 +1048,37 @@ class SCGIChannel(Protocol):
             self._heldHead = head
         else:
             self.transport.write(head)
+
+    def _behindApache(self) -> bool:
+        """Return whether the frontend says it is Apache httpd (``SERVER_SOFTWARE``)."""
+        environ = self._environ
+        software = environ.get("SERVER_SOFTWARE", b"") if environ else b""
+        return software[:6].lower() == b"apache"
+
+    def _absoluteLocations(
+        self, pairs: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """Make a ``Location`` path of a 200 response an absolute URL, for Apache.
+
+        ``mod_proxy_scgi`` takes a 200 whose ``Location`` starts with ``/`` for a CGI
+        internal redirect and asks the backend again (``ProxySCGIInternalRedirect``,
+        on by default), where ``twisted.web`` sends the 200 as it is.  The same URL,
+        absolute (scheme and host as ``prePathURL()`` has them), passes through.
+        """
+        request = self._request
+        prePathURL = getattr(request, "prePathURL", None)
+        if prePathURL is None:
+            return pairs
+        fixed = []
+        for name, value in pairs:
+            if name.lower() == b"location" and value.startswith(b"/"):
+                scheme, _, rest = prePathURL().partition(b"://")
+                if value.startswith(b"//"):
+                    value = scheme + b":" + value
+                else:
+                    value = scheme + b"://" + rest.partition(b"/")[0] + value
+            fixed.append((name, value))
+        return fixed
 
     # Writing the response.  While the request is being processed, the head waits in
     # _heldHead for the first piece of the body: a small piece is written with it in

@@ -261,6 +261,18 @@ class FrontendCases(FrontendTestMixin):
             f"http://example.test:8443{self.at('/redirect/done')}",
         )
 
+    def test_basicAuth(self) -> None:
+        """The backend sees the ``Authorization`` header: ``getUser()`` works.
+
+        ``getUser()`` and ``getPassword()`` are the credentials the client sent
+        (Apache needs ``CGIPassAuth On``, which its site file sets).
+        """
+        echo = self.echo(
+            self.at("/echo"), headers=[("Authorization", "Basic YWxpY2U6czNjcjN0")]
+        )
+        self.assertEqual((echo["user"], echo["password"]), ("alice", "s3cr3t"))
+        self.assertIn(("HTTP_AUTHORIZATION", "Basic YWxpY2U6czNjcjN0"), variables(echo))
+
     # Request bodies.
 
     def test_postForm(self) -> None:

@@ -6,7 +6,7 @@ compare it with what the client sent.  Every route answers JSON unless said othe
 ``/echo``
     Any method: the request as ``twisted.web`` saw it (method, URI, path, args,
     ``prepath``/``postpath``, ``prePathURL()``, TLS, client address, host and port,
-    every header value, cookies, the body's length and SHA-256) and the raw SCGI
+    ``getUser()``/``getPassword()``, every header value, cookies, the body's length and SHA-256) and the raw SCGI
     variables in arrival order.
 ``/upload``
     POST: the body's length and SHA-256.
@@ -284,6 +284,8 @@ class Echo(_Leaf):
                 "client": _address(request.getClientAddress()),
                 "host": _address(host),
                 "requestHostname": _text(request.getRequestHostname()),
+                "user": _text(request.getUser()),
+                "password": _text(request.getPassword()),
                 "headers": headers,
                 "received_cookies": {
                     _text(name): _text(value)

@@ -87,18 +87,19 @@ class _ApacheCases(FrontendCases):
         self.assertIn(("HTTP_COOKIE", "a=1, b=2"), variables(echo))
 
     def test_locationWithoutRedirectStatus(self) -> None:
-        """A ``200`` with ``Location: /path`` loops inside Apache, ending in 500.
+        """A ``200`` with ``Location: /path`` reaches the client as a ``200``.
 
-        Apache takes a local ``Location`` without a ``3xx`` status as a CGI internal
-        redirect (``ProxySCGIInternalRedirect On``) and asks the backend again, with
-        the *original* ``REQUEST_URI``.  scgi_twisted routes on ``REQUEST_URI``, so
-        the same resource answers again, ten times, until Apache gives up
-        (``AH00124``).  twisted.web's ``redirect()`` sets ``302``, which avoids it.
+        Apache would take a local ``Location`` with a ``200`` for a CGI internal
+        redirect (``ProxySCGIInternalRedirect On``) and loop; the backend sends it
+        as an absolute URL, which Apache passes through, with the body.
         """
         target = self.at("/echo/x")
         response = self.request("GET", self.at(f"/location?to={target}"))
-        self.assertEqual(response.status, 500)
-        self.assertNotFromBackend(response)
+        self.assertEqual(response.status, 200)
+        self.assertEqual(
+            response.header("Location"), f"http://127.0.0.1:{self.stack.port}{target}"
+        )
+        self.assertEqual(response.body, b"the backend's own body\n")
 
     def test_tlsHostWithoutPort(self) -> None:
         """Over TLS, a ``Host`` without a port makes Apache send SERVER_PORT=443.

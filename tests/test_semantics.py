@@ -298,3 +298,53 @@ class RootResourceTests(SynchronousTestCase):
         self.assertIn(
             ".resource() returned 42, which is not a twisted.web resource", str(error)
         )
+
+
+class LocationOnly(Resource):
+    """Answers ``?code=`` (200 by default) with ``Location: ?to=``."""
+
+    isLeaf = True
+
+    def render_GET(self, request: WebRequest) -> bytes:
+        """Set the status and the ``Location`` header from the query."""
+        request.setResponseCode(int(request.args.get(b"code", [b"200"])[0]))
+        request.setHeader(b"Location", request.args[b"to"][0])
+        return b"here"
+
+
+class ApacheLocationTests(SynchronousTestCase):
+    """Behind Apache a 200 with a ``Location`` path is not an internal redirect."""
+
+    def location(self, query: str, software: str | None) -> tuple[int, bytes | None]:
+        """GET ``/x?query`` with ``SERVER_SOFTWARE``; return status and Location."""
+        variables = {} if software is None else {"SERVER_SOFTWARE": software}
+        client = SCGITestClient(LocationOnly(), variables=variables)
+        response = client.get("/x?" + query, headers={"Host": "example.test:8080"})
+        values = response.headers.getRawHeaders(b"location") or [None]
+        return response.status, values[0]
+
+    def test_apacheAbsolute(self) -> None:
+        """From Apache, the path of a 200's ``Location`` becomes an absolute URL.
+
+        Scheme, host and port are those of ``prePathURL()``; a network-path
+        reference (``//host/p``) gets the scheme only.
+        """
+        self.assertEqual(
+            self.location("to=/a/b?c=1", "Apache/2.4.71 (Debian)"),
+            (200, b"http://example.test:8080/a/b?c=1"),
+        )
+        self.assertEqual(
+            self.location("to=//other.test/p", "Apache"),
+            (200, b"http://other.test/p"),
+        )
+
+    def test_otherwiseUnchanged(self) -> None:
+        """Other statuses, absolute URLs and other frontends keep ``Location``."""
+        self.assertEqual(self.location("to=/a&code=302", "Apache/2.4.71"), (302, b"/a"))
+        self.assertEqual(self.location("to=/a&code=201", "Apache/2.4.71"), (201, b"/a"))
+        self.assertEqual(
+            self.location("to=http://x.test/a", "Apache/2.4.71"),
+            (200, b"http://x.test/a"),
+        )
+        self.assertEqual(self.location("to=/a", "lighttpd/1.4.69"), (200, b"/a"))
+        self.assertEqual(self.location("to=/a", None), (200, b"/a"))
