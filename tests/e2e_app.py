@@ -6,8 +6,8 @@ compare it with what the client sent.  Every route answers JSON unless said othe
 ``/echo``
     Any method: the request as ``twisted.web`` saw it (method, URI, path, args,
     ``prepath``/``postpath``, ``prePathURL()``, TLS, client address, host and port,
-    ``getUser()``/``getPassword()``, every header value, cookies, the body's length and SHA-256) and the raw SCGI
-    variables in arrival order.
+    ``getUser()``/``getPassword()``, every header value, cookies, the body's length
+    and SHA-256) and the raw SCGI variables in arrival order.
 ``/upload``
     POST: the body's length and SHA-256.
 ``/redirect``
