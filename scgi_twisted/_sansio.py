@@ -86,7 +86,8 @@ class HeadersReceived:
 
     :ivar environ: the variables by name.  Names are decoded as Latin-1; values are the
         bytes as sent.  Repeated ``HTTP_*`` names are merged (``, ``, or ``; `` for
-        ``HTTP_COOKIE``) unless the parser is strict.
+        ``HTTP_COOKIE``; the last ``HTTP_HOST`` replaces the others) unless the
+        parser is strict.
     :ivar raw: every name/value pair exactly as it arrived, in order, duplicates kept.
     :ivar content_length: the declared body length.
     """
@@ -133,7 +134,9 @@ class SCGIParser:
     :param max_body_size: the largest ``CONTENT_LENGTH`` accepted (413), or ``None``
         for no limit other than :data:`MAX_CONTENT_LENGTH`.
     :param merge_duplicates: if true (the default), merge repeated ``HTTP_*`` names as
-        HTTP merges repeated header lines; nginx 1.22 sends them.  If false, any
+        HTTP merges repeated header lines; nginx 1.22 sends them.  A repeated
+        ``HTTP_HOST`` (a frontend's configuration overriding its own) takes the last
+        value.  If false, any
         repeated name is an error, as the specification says.  A repeated name that is
         not ``HTTP_*`` is always an error.
 
@@ -386,6 +389,14 @@ class SCGIParser:
         merge = self.merge_duplicates
         for key, value in zip(keys, values, strict=True):
             if key in environ:
+                if merge and key == "HTTP_HOST":
+                    # A client cannot send two Host headers (every frontend refuses
+                    # that), so a repeated HTTP_HOST comes from the frontend's own
+                    # configuration, such as nginx's "scgi_param HTTP_HOST
+                    # $http_host;" after "include scgi_params;": the later one is
+                    # meant to replace the earlier.
+                    environ[key] = value
+                    continue
                 if merge and key.startswith("HTTP_"):
                     separator = b"; " if key == "HTTP_COOKIE" else b", "
                     environ[key] = environ[key] + separator + value

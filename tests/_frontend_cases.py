@@ -35,12 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
+from ._twin import CORPUS, Answer, TwinRequest, answer, compare, hostFor, resolve
 from .e2e_app import BIG_SIZE, OFFLOAD_URI, bigFileContent, offloadFiles
 from .frontends import (
     REPOSITORY,
     FrontendTestMixin,
     HTTPResult,
     StackSpec,
+    httpRequest,
     httpResponse,
 )
 
@@ -56,6 +58,7 @@ __all__ = [
     "PREFIX",
     "FrontendCases",
     "GuideCases",
+    "TwinCases",
     "headerValues",
     "payload",
     "variables",
@@ -574,6 +577,62 @@ config = ServerOptions()
 config.parseOptions(shlex.split(sys.argv[1]))
 print(config.subCommand, config.subOptions["listen"])
 """
+
+
+class TwinCases(FrontendTestMixin):
+    """The twin test end to end: the frontend answers as twisted.web's server does.
+
+    The backend serves the twin tree (:mod:`tests.twin_app`) at ``/twin`` over SCGI,
+    behind the frontend, and at the same path with twisted.web's own HTTP server
+    (``--twin-http``).  Every request of :data:`tests._twin.CORPUS` goes to both,
+    with the same ``Host``; the answers must agree but for the differences
+    :data:`tests._twin.TOLERATED` lists for :attr:`frontend`.
+
+    :cvar frontend: the frontend's name in :data:`tests._twin.TOLERATED`.
+    """
+
+    frontend: ClassVar[str]
+
+    def twin(self, request: TwinRequest) -> tuple[Answer, Answer]:
+        """Send ``request`` to twisted.web and through the frontend; return both."""
+        backend = self.stack.backend
+        assert backend is not None
+        request = resolve(request)
+        headers = [("Host", hostFor(backend.httpPort)), *request.headers]
+        answers = []
+        for port in (backend.httpPort, self.stack.port):
+            response = httpRequest(
+                port,
+                request.method,
+                "/twin" + request.target,
+                headers=headers,
+                body=request.body,
+                chunked=request.chunked,
+            )
+            answers.append(answer(response.status, response.headers, response.body))
+        return answers[0], answers[1]
+
+    def test_twin(self) -> None:
+        """Every request of the corpus gets twisted.web's answer through the frontend.
+
+        Status, the compared response headers, the body, and everything the
+        resource saw agree, but for the tolerated differences of this frontend.
+        """
+        problems = []
+        for request in CORPUS:
+            reference, candidate = self.twin(request)
+            for problem in compare(
+                ["scgi", self.frontend], request, reference, candidate
+            ):
+                problems.append(f"{request.label}: {problem}")
+        self.assertEqual(problems, [], "\n".join(problems))
+
+    def test_twinRoutesOnForm(self) -> None:
+        """Through the frontend, ``getChild`` routes on the form field, as stock."""
+        routed = next(r for r in CORPUS if r.label.startswith("getChild routes"))
+        _, candidate = self.twin(routed)
+        assert candidate.seen is not None
+        self.assertEqual(candidate.seen["name"], "route:beta")
 
 
 class GuideCases(_GuideBase):

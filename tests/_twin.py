@@ -310,6 +310,18 @@ def _statusOnly(status: int) -> Callable[[Answer, TwinRequest], Answer]:
     return change
 
 
+def _joinedHeader(name: str) -> Callable[[Answer, TwinRequest], Answer]:
+    """Return a tolerance: the values of response header ``name`` arrive joined."""
+
+    def change(reference: Answer, request: TwinRequest) -> Answer:
+        headers = dict(reference.headers)
+        if name in headers:
+            headers[name] = [", ".join(headers[name])]
+        return Answer(reference.status, headers, reference.body, reference.seen)
+
+    return change
+
+
 TOLERATED: tuple[Tolerance, ...] = (
     Tolerance(
         "scgi",
@@ -326,6 +338,13 @@ TOLERATED: tuple[Tolerance, ...] = (
         "Apache's mod_proxy_scgi answers 411 Length Required to a chunked upload "
         "itself; the backend never sees the request.",
         _statusOnly(411),
+    ),
+    Tolerance(
+        "apache",
+        ("repeated and latin-1 headers",),
+        "Apache joins a repeated response header into one line, values separated "
+        "by ', ' (HTTP defines the two as equal; Set-Cookie is kept apart).",
+        _joinedHeader("x-multi"),
     ),
     Tolerance(
         "lighttpd",

@@ -25,6 +25,9 @@ compare it with what the client sent.  Every route answers JSON unless said othe
 ``/wsgi``
     A ``WSGIResource`` on the reactor's thread pool answering ``SCRIPT_NAME``,
     ``PATH_INFO``, ``QUERY_STRING``, ``wsgi.url_scheme`` and ``REMOTE_ADDR``.
+``/flask/<name>``
+    A Flask application (``WSGIResource``) answering the URLs it builds from
+    ``HTTP_HOST`` (:func:`flaskApp`); absent without Flask.
 ``/abort?id=X&n=600&delay=0.1``
     Writes a line every ``delay`` seconds and records how ``notifyFinish()`` ended;
     ``/abort-status?id=X`` reports the record (404 for an unknown id).
@@ -37,6 +40,10 @@ compare it with what the client sent.  Every route answers JSON unless said othe
     ``X-Sendfile`` with the raw path, unchecked (``?path=`` overrides the path).
     ``?download=1`` adds ``Content-Disposition`` and ``Cache-Control`` headers.
 
+``/twin/...``
+    The twin tree (:mod:`tests.twin_app`); with ``--twin-http`` it is also served,
+    at the same path, by twisted.web's own HTTP server, for the twin tests.
+
 The root itself (a request for the mount point, such as ``/app``) answers as
 ``/echo`` does.  Anything else is twisted.web's 404.
 
@@ -48,7 +55,8 @@ Run it as a server with :func:`main`::
 
 Once every endpoint listens, the ready file (written atomically) holds JSON: ``pid``,
 ``tcp`` (a list of ``{"host", "port"}`` with the ports actually bound) and ``unix`` (a
-list of socket paths).  ``--data-dir`` receives the file ``/big`` serves and the
+list of socket paths), and with ``--twin-http`` ``http``, the port of the twin
+tree's HTTP server.  ``--data-dir`` receives the file ``/big`` serves and the
 offload directory, ``files/``.
 """
 
@@ -74,13 +82,14 @@ from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.python.failure import Failure
 from twisted.python.urlpath import URLPath
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.static import File
 from twisted.web.wsgi import WSGIResource
 
 from scgi_twisted import SCGISite, getSCGIVariables
 from scgi_twisted.offload import FileOffload, OffloadError
 from tests._streaming_app import StreamingHash
+from tests.twin_app import buildTwinTree, writeTwinFiles
 
 if TYPE_CHECKING:
     from twisted.python.threadpool import ThreadPool
@@ -512,6 +521,29 @@ def wsgiApp(environ: dict[str, Any], start_response: _StartResponse) -> Iterable
     return [body]
 
 
+def flaskApp() -> Any:
+    """Return a Flask application answering the URLs it builds, or ``None``.
+
+    ``/flask/<name>`` answers ``{"url": url_for("page", name="next",
+    _external=True), "host_url": request.host_url}``: Flask builds both from
+    ``HTTP_HOST``.  ``None`` when Flask is not installed (it is in the ``test``
+    extra); the tests that need it then say so.
+    """
+    try:
+        from flask import Flask, jsonify, request, url_for
+    except ImportError:
+        return None
+    app = Flask("scgi_twisted_e2e")
+
+    @app.route("/<name>")
+    def page(name: str) -> Any:
+        return jsonify(
+            url=url_for("page", name="next", _external=True), host_url=request.host_url
+        )
+
+    return app
+
+
 def buildRoot(
     state: AppState,
     clock: IReactorTime,
@@ -548,11 +580,19 @@ def buildRoot(
     if threadpool is not None:
         wsgi = WSGIResource(clock, threadpool, wsgiApp)
         root.putChild(b"wsgi", wsgi)
+        flask = flaskApp()
+        if flask is not None:
+            root.putChild(b"flask", WSGIResource(clock, threadpool, flask))
     return root
 
 
-def _writeReady(path: Path, ports: list[IListeningPort]) -> None:
-    """Write the ready file atomically: the pid and every bound address."""
+def _writeReady(
+    path: Path, ports: list[IListeningPort], http: IListeningPort | None = None
+) -> None:
+    """Write the ready file atomically: the pid and every bound address.
+
+    ``http`` is the port of the twin tree's HTTP server (``--twin-http``).
+    """
     tcp: list[dict[str, object]] = []
     unix: list[str] = []
     for port in ports:
@@ -562,7 +602,10 @@ def _writeReady(path: Path, ports: list[IListeningPort]) -> None:
         elif isinstance(address, UNIXAddress) and address.name is not None:
             unix.append(_text(address.name))
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps({"pid": os.getpid(), "tcp": tcp, "unix": unix}))
+    info: dict[str, object] = {"pid": os.getpid(), "tcp": tcp, "unix": unix}
+    if http is not None:
+        info["http"] = cast(IPv4Address, http.getHost()).port
+    temporary.write_text(json.dumps(info))
     os.replace(temporary, path)
 
 
@@ -581,6 +624,12 @@ def _parseArguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mount", default=None, help="SCGISite(mount=...)")
     parser.add_argument(
         "--max-body-size", type=int, default=None, help="SCGISite(max_body_size=...)"
+    )
+    parser.add_argument(
+        "--twin-http",
+        default=None,
+        metavar="ENDPOINT",
+        help="also serve the twin tree (/twin) with twisted.web's own HTTP server here",
     )
     parser.add_argument(
         "--ready-file", type=Path, default=None, help="where to write the bound ports"
@@ -627,6 +676,10 @@ def main(argv: list[str] | None = None) -> int:
             bigFile=bigFile,
             offloadDirectory=offloadDirectory,
         )
+        twin = buildTwinTree(reactor, reactor.getThreadPool(), writeTwinFiles(data))
+        root.putChild(b"twin", twin)
+        reference = Resource()
+        reference.putChild(b"twin", twin)
         site = SCGISite(
             root,
             mount=options.mount,
@@ -644,9 +697,21 @@ def main(argv: list[str] | None = None) -> int:
             consumeErrors=True,
         )
 
-        def ready(ports: list[IListeningPort]) -> None:
+        if options.twin_http is not None:
+            listening.addCallback(
+                lambda ports: (
+                    serverFromString(reactor, options.twin_http)
+                    .listen(Site(reference, reactor=reactor))
+                    .addCallback(lambda http: (ports, http))
+                )
+            )
+        else:
+            listening.addCallback(lambda ports: (ports, None))
+
+        def ready(result: tuple[list[IListeningPort], IListeningPort | None]) -> None:
+            ports, http = result
             if options.ready_file is not None:
-                _writeReady(options.ready_file, ports)
+                _writeReady(options.ready_file, ports, http)
             _log.info(
                 "Listening on {addresses}", addresses=[p.getHost() for p in ports]
             )

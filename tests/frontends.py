@@ -465,11 +465,13 @@ class Backend:
     :ivar host: the TCP host, for a ``"tcp"`` backend.
     :ivar port: the bound TCP port, for a ``"tcp"`` backend.
     :ivar socketPath: the socket, for a ``"unix"`` backend.
+    :ivar httpPort: where twisted.web's own HTTP server serves the twin tree.
     """
 
     host: str | None = None
     port: int | None = None
     socketPath: Path | None = None
+    httpPort: int = 0
 
     def __init__(self, spec: BackendSpec, directory: Path) -> None:
         """Start the backend and wait until it listens.
@@ -488,6 +490,7 @@ class Backend:
             listen = f"unix:{socketPath}"
         argv = [sys.executable, "-m", "tests.e2e_app", "--listen", listen]
         argv += ["--ready-file", str(ready), "--data-dir", str(directory)]
+        argv += ["--twin-http", "tcp:0:interface=127.0.0.1"]
         if spec.mount is not None:
             argv += ["--mount", spec.mount]
         if spec.maxBodySize is not None:
@@ -501,6 +504,7 @@ class Backend:
         try:
             _waitFor(ready.exists, "its ready file", self.process)
             info = json.loads(ready.read_text())
+            self.httpPort = info["http"]
             if spec.transport == "tcp":
                 self.host, self.port = info["tcp"][0]["host"], info["tcp"][0]["port"]
             else:

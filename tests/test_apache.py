@@ -26,6 +26,7 @@ from ._frontend_cases import (
     GuideCases,
     KiB,
     MiB,
+    TwinCases,
     payload,
     variables,
 )
@@ -308,3 +309,10 @@ class ApacheGuideTests(GuideCases, SynchronousTestCase):
 
     guide = "deploy-apache.md"
     specs: ClassVar[Sequence[StackSpec]] = [ApacheTCPRootTests.stackSpec]
+
+
+class ApacheTwinTests(TwinCases, SynchronousTestCase):
+    """The twin test through ``apache-scgi.conf.in`` (TCP backend, at the root)."""
+
+    stackSpec: ClassVar[StackSpec] = ApacheTCPRootTests.stackSpec
+    frontend = "apache"

@@ -26,6 +26,7 @@ from ._frontend_cases import (
     PREFIX,
     FrontendCases,
     GuideCases,
+    TwinCases,
     headerValues,
     variables,
 )
@@ -183,3 +184,10 @@ class LighttpdGuideTests(GuideCases, SynchronousTestCase):
 
     guide = "deploy-lighttpd.md"
     specs: ClassVar[Sequence[StackSpec]] = [LighttpdTCPRootTests.stackSpec]
+
+
+class LighttpdTwinTests(TwinCases, SynchronousTestCase):
+    """The twin test through ``lighttpd-scgi.conf.in`` (TCP backend, at the root)."""
+
+    stackSpec: ClassVar[StackSpec] = LighttpdTCPRootTests.stackSpec
+    frontend = "lighttpd"

@@ -22,7 +22,14 @@ from typing import ClassVar, Literal
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ._frontend_cases import MAX_BODY_SIZE, PREFIX, FrontendCases, GuideCases, variables
+from ._frontend_cases import (
+    MAX_BODY_SIZE,
+    PREFIX,
+    FrontendCases,
+    GuideCases,
+    TwinCases,
+    variables,
+)
 from .frontends import BackendSpec, Nginx, StackSpec, httpResponse
 
 
@@ -31,21 +38,6 @@ class _NginxCases(FrontendCases):
 
     offloadFrontend = "nginx"
     foreignOffload = "apache"
-
-    def test_hostHeaderWithOtherPort(self) -> None:
-        """The ``Host`` port is dropped by nginx: URLs get nginx's own port instead.
-
-        Debian's ``scgi_params`` send ``HTTP_HOST $host`` (no port), so the port
-        comes from ``SERVER_PORT``, the port nginx listens on.
-        """
-        response = self.request(
-            "GET", self.at("/redirect"), headers=[("Host", "example.test:8443")]
-        )
-        self.assertEqual(response.status, 302)
-        self.assertEqual(
-            response.header("Location"),
-            f"http://example.test:{self.stack.port}{self.at('/redirect/done')}",
-        )
 
     def test_repeatedHeadersSentTwice(self) -> None:
         """A repeated header arrives from nginx 1.22 as two ``HTTP_*`` pairs."""
@@ -81,6 +73,36 @@ class _NginxCases(FrontendCases):
 class _ScriptNameCases(_NginxCases):
     """nginx with ``nginx-scgi.conf.in``: it sends ``SCRIPT_NAME`` and ``PATH_INFO``."""
 
+    def test_hostHeaderWithOtherPort(self) -> None:
+        """With ``scgi_param HTTP_HOST $http_host`` URLs keep the ``Host`` port.
+
+        The site file sends the ``Host`` header as the client gave it, after the
+        stock ``$host``; the backend takes the last ``HTTP_HOST``.
+        """
+        response = self.request(
+            "GET", self.at("/redirect"), headers=[("Host", "example.test:8443")]
+        )
+        self.assertEqual(response.status, 302)
+        self.assertEqual(
+            response.header("Location"),
+            f"http://example.test:8443{self.at('/redirect/done')}",
+        )
+        echo = self.echo(self.at("/echo"), headers=[("Host", "example.test:8443")])
+        self.assertEqual(
+            [value for name, value in variables(echo) if name == "HTTP_HOST"],
+            ["example.test", "example.test:8443"],
+        )
+
+    def test_flaskURLs(self) -> None:
+        """Flask's external URLs keep the host and port the client used."""
+        self.assertEqual(
+            flaskURLs(self, self.at("/flask/page"), "example.test:8443"),
+            {
+                "url": f"http://example.test:8443{self.at('/flask/next')}",
+                "host_url": f"http://example.test:8443{self.mount}/flask/",
+            },
+        )
+
     def test_mountVariables(self) -> None:
         """The mount point arrives as ``SCRIPT_NAME``, the decoded rest as PATH_INFO."""
         echo = self.echo(self.at("/echo/a%20b"))
@@ -99,6 +121,35 @@ class _ScriptNameCases(_NginxCases):
 class _StockCases(_NginxCases):
     """nginx with ``nginx-scgi-stock.conf.in`` and a backend run with ``--mount``."""
 
+    def test_hostHeaderWithOtherPort(self) -> None:
+        """With stock ``scgi_params`` the ``Host`` port is dropped: nginx's is used.
+
+        Debian's ``scgi_params`` send ``HTTP_HOST $host`` (no port), so the port
+        comes from ``SERVER_PORT``, the port nginx listens on.
+        """
+        response = self.request(
+            "GET", self.at("/redirect"), headers=[("Host", "example.test:8443")]
+        )
+        self.assertEqual(response.status, 302)
+        self.assertEqual(
+            response.header("Location"),
+            f"http://example.test:{self.stack.port}{self.at('/redirect/done')}",
+        )
+
+    def test_flaskURLsWithoutPort(self) -> None:
+        """With stock ``scgi_params`` Flask's external URLs lose the port.
+
+        ``HTTP_HOST`` is ``$host``, without the port, and Flask builds URLs from it
+        alone: they name port 80, the port the client did not use.
+        """
+        self.assertEqual(
+            flaskURLs(self, self.at("/flask/page"), "example.test:8443"),
+            {
+                "url": f"http://example.test{self.at('/flask/next')}",
+                "host_url": f"http://example.test{self.mount}/flask/",
+            },
+        )
+
     def test_mountVariables(self) -> None:
         """Stock nginx sends no ``SCRIPT_NAME``/``PATH_INFO``; ``--mount`` splits."""
         echo = self.echo(self.at("/echo/a%20b"))
@@ -113,6 +164,20 @@ class _StockCases(_NginxCases):
         response = self.request("GET", PREFIX + "le/echo")
         self.assertEqual(response.status, 404)
         self.assertNotFromBackend(response)
+
+
+def flaskURLs(case: FrontendCases, path: str, host: str) -> dict[str, str]:
+    """GET the Flask application at ``path`` with ``Host: host``; return its URLs."""
+    response = case.request("GET", path, headers=[("Host", host)])
+    case.assertNotEqual(
+        response.status,
+        404,
+        "no /flask route: Flask is not installed (pip install flask; it is in the "
+        "test extra)",
+    )
+    case.assertEqual(response.status, 200, response)
+    urls: dict[str, str] = response.json()
+    return urls
 
 
 def nginxSpec(
@@ -181,3 +246,10 @@ class NginxGuideTests(GuideCases, SynchronousTestCase):
         NginxTCPRootTests.stackSpec,
         NginxStockTCPTests.stackSpec,
     ]
+
+
+class NginxTwinTests(TwinCases, SynchronousTestCase):
+    """The twin test through ``nginx-scgi.conf.in`` (TCP backend, at the root)."""
+
+    stackSpec: ClassVar[StackSpec] = NginxTCPRootTests.stackSpec
+    frontend = "nginx"

@@ -969,6 +969,33 @@ class DuplicateTests(SansIOTestCase):
         )
         self.assertParses(scgiRequest(pairs), [headers, RequestEnded()])
 
+    def test_repeatedHostLastWins(self) -> None:
+        """A repeated HTTP_HOST takes its last value: a config override, not a merge.
+
+        nginx sends both ``scgi_params``'s ``$host`` and a later
+        ``scgi_param HTTP_HOST $http_host;``; raw keeps both.  Strict parsing still
+        refuses the repetition.
+        """
+        pairs = [
+            (b"CONTENT_LENGTH", b"0"),
+            (b"SCGI", b"1"),
+            (b"HTTP_HOST", b"example.test"),
+            (b"HTTP_HOST", b"example.test:8080"),
+        ]
+        headers = HeadersReceived(
+            {
+                "CONTENT_LENGTH": b"0",
+                "SCGI": b"1",
+                "HTTP_HOST": b"example.test:8080",
+            },
+            tuple(pairs),
+            0,
+        )
+        self.assertParses(scgiRequest(pairs), [headers, RequestEnded()])
+        strict = SCGIParser(merge_duplicates=False)
+        strict.receive_data(scgiRequest(pairs))
+        self.assertRaises(RemoteProtocolError, strict.next_event)
+
     def test_mergeCookie(self) -> None:
         """Repeated HTTP_COOKIE values merge with ``; ``, as HTTP merges cookies."""
         pairs = [

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -286,6 +287,9 @@ def writeTwinFiles(directory: Path) -> Path:
         path.chmod(0o755)
     for path in [files / "a.txt", files / "data.bin", files / "sub" / "b.txt"]:
         path.chmod(0o644)
+        # A fixed time in the past: twisted.web rounds Last-Modified up to the next
+        # second, and a frontend caps a Last-Modified later than the request's time.
+        os.utime(path, (1_700_000_000, 1_700_000_000))
     return files
 
 
