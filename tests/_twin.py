@@ -271,12 +271,14 @@ def answer(status: int, headers: Sequence[tuple[str, str]], body: bytes) -> Answ
 class Tolerance:
     """One tolerated difference.
 
+    :ivar name: its name in ``docs/compatibility.md``.
     :ivar where: ``"scgi"`` (in-process and every frontend) or a frontend's name.
     :ivar labels: the corpus labels it applies to; empty for every request.
     :ivar reason: why the difference exists (the docs say the same).
     :ivar apply: turns the reference answer into the one expected there.
     """
 
+    name: str
     where: str
     labels: tuple[str, ...]
     reason: str
@@ -324,6 +326,7 @@ def _joinedHeader(name: str) -> Callable[[Answer, TwinRequest], Answer]:
 
 TOLERATED: tuple[Tolerance, ...] = (
     Tolerance(
+        "framing",
         "scgi",
         (),
         "Framing headers (Content-Length, Transfer-Encoding, Connection) belong to "
@@ -333,6 +336,7 @@ TOLERATED: tuple[Tolerance, ...] = (
         _framingHeadersDropped,
     ),
     Tolerance(
+        "apache-chunked",
         "apache",
         ("chunked upload",),
         "Apache's mod_proxy_scgi answers 411 Length Required to a chunked upload "
@@ -340,6 +344,7 @@ TOLERATED: tuple[Tolerance, ...] = (
         _statusOnly(411),
     ),
     Tolerance(
+        "apache-joined-headers",
         "apache",
         ("repeated and latin-1 headers",),
         "Apache joins a repeated response header into one line, values separated "
@@ -347,6 +352,7 @@ TOLERATED: tuple[Tolerance, ...] = (
         _joinedHeader("x-multi"),
     ),
     Tolerance(
+        "lighttpd-methods",
         "lighttpd",
         ("unknown method", "unknown method not implemented"),
         "lighttpd knows a fixed list of methods and answers 501 itself to others; "

@@ -11,6 +11,7 @@ the differences :data:`tests._twin.TOLERATED` lists.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import tempfile
@@ -21,12 +22,21 @@ from twisted.internet import reactor as _global_reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 
 from scgi_twisted import SCGISite
 
-from ._twin import CORPUS, Answer, TwinRequest, answer, compare, hostFor, resolve
+from ._twin import (
+    CORPUS,
+    TOLERATED,
+    Answer,
+    TwinRequest,
+    answer,
+    compare,
+    hostFor,
+    resolve,
+)
 from ._twin import scgiExchange as _scgiExchange
 from .frontends import httpRequest
 from .twin_app import buildTwinTree, writeTwinFiles
@@ -170,6 +180,19 @@ class TwinTests(TestCase):
             body=request.body,
         )
         return response.status, list(response.headers), response.body
+
+
+class TwinDocumentationTests(SynchronousTestCase):
+    """``docs/compatibility.md`` lists exactly the tolerated differences."""
+
+    def test_sameList(self) -> None:
+        """Every tolerance is a row of the docs' table, and every row a tolerance."""
+        text = (Path(__file__).parent.parent / "docs" / "compatibility.md").read_text(
+            encoding="utf-8"
+        )
+        table = text.split("## The differences", 1)[1].split("\n## ", 1)[0]
+        documented = re.findall(r"^\| `([a-z-]+)` \|", table, re.MULTILINE)
+        self.assertEqual(documented, [t.name for t in TOLERATED])
 
 
 def _removeTree(directory: Path) -> None:
