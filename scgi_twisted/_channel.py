@@ -1071,13 +1071,14 @@ class SCGIChannel(Protocol):
             return pairs
         fixed = []
         for name, value in pairs:
-            if name.lower() == b"location" and value.startswith(b"/"):
-                scheme, _, rest = prePathURL().partition(b"://")
-                if value.startswith(b"//"):
-                    value = scheme + b":" + value
-                else:
-                    value = scheme + b"://" + rest.partition(b"/")[0] + value
-            fixed.append((name, value))
+            if name.lower() != b"location" or not value.startswith(b"/"):
+                fixed.append((name, value))
+                continue
+            scheme, _, rest = prePathURL().partition(b"://")
+            if value.startswith(b"//"):
+                fixed.append((name, scheme + b":" + value))
+            else:
+                fixed.append((name, scheme + b"://" + rest.partition(b"/")[0] + value))
         return fixed
 
     # Writing the response.  While the request is being processed, the head waits in

@@ -51,12 +51,12 @@ def resourceOf(obj: object) -> IResource | None:
         resource.
     """
     if IResource.providedBy(obj):
-        return cast(IResource, obj)
+        return obj
     method = getattr(obj, "resource", None)
     if not isinstance(obj, type) and callable(method):
         made = method()
         if IResource.providedBy(made):
-            return cast(IResource, made)
+            return made
         raise TypeError(
             f"{obj!r}.resource() returned {made!r}, which is not a twisted.web resource"
         )

@@ -341,8 +341,9 @@ class SCGITestClient:
     """Send requests to a resource or a site through the real SCGI channel, in memory.
 
     :param resource_or_site: the ``Resource`` to serve (in a new
-        :class:`~scgi_twisted.SCGISite`), an ``SCGISite``, or any other ``Site``
-        (served with :meth:`SCGISite.sharing`).
+        :class:`~scgi_twisted.SCGISite`; an object with a ``resource()`` method, such
+        as a Klein app, too), an ``SCGISite``, or any other ``Site`` (served with
+        :meth:`SCGISite.sharing`).
     :param mount: where the frontend mounts the application, such as ``"/app"``: it
         is sent as ``SCRIPT_NAME`` (with ``PATH_INFO``) and, for a new site, also
         set as its ``mount`` option.  By default, a given site's own ``mount``, else
@@ -363,7 +364,7 @@ class SCGITestClient:
 
     def __init__(
         self,
-        resource_or_site: IResource | Site,
+        resource_or_site: IResource | Site | object,
         *,
         mount: Text | None = None,
         send_script_name: bool = True,

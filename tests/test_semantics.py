@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
@@ -100,19 +102,16 @@ class Streaming(Resource):
         return NOT_DONE_YET
 
 
-class _Finish:
+class _Finish(Protocol):
     """A body receiver that answers ``streamed`` once the body is complete."""
 
     def __init__(self, request: WebRequest) -> None:
         self.request = request
 
-    def makeConnection(self, transport: object) -> None:
-        """Nothing to set up."""
-
     def dataReceived(self, data: bytes) -> None:
         """Drop the data."""
 
-    def connectionLost(self, reason: object) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Answer."""
         self.request.write(b"streamed")
         self.request.finish()
@@ -320,8 +319,8 @@ class ApacheLocationTests(SynchronousTestCase):
         variables = {} if software is None else {"SERVER_SOFTWARE": software}
         client = SCGITestClient(LocationOnly(), variables=variables)
         response = client.get("/x?" + query, headers={"Host": "example.test:8080"})
-        values = response.headers.getRawHeaders(b"location") or [None]
-        return response.status, values[0]
+        values = response.headers.getRawHeaders(b"location")
+        return response.status, values[0] if values else None
 
     def test_apacheAbsolute(self) -> None:
         """From Apache, the path of a 200's ``Location`` becomes an absolute URL.

@@ -175,7 +175,7 @@ class Session(Resource):
         """Answer the count, one more every time."""
         session = request.getSession()
         count = getattr(session, "twinCount", 0) + 1
-        session.twinCount = count  # type: ignore[attr-defined]
+        session.twinCount = count
         return b"%d\n" % count
 
 
@@ -186,7 +186,7 @@ class Redirect(Resource):
 
     def render_GET(self, request: Request) -> bytes:
         """Redirect with twisted.web's own helper."""
-        base = b"/".join([b"", *request.prepath[:-1], b"seen", b"after"])
+        base = b"/".join([b"", *(request.prepath or [])[:-1], b"seen", b"after"])
         request.redirect(base)
         return b""
 
