@@ -13,6 +13,7 @@ differences for users.
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import re
 import socket
@@ -32,6 +33,7 @@ __all__ = [
     "answer",
     "compare",
     "hostFor",
+    "httpExchange",
     "scgiExchange",
 ]
 
@@ -403,6 +405,37 @@ def compare(
                     f"seen {key}: {got.get(key)!r}, expected {want.get(key)!r}"
                 )
     return problems
+
+
+def httpExchange(
+    port: int, request: TwinRequest, host: str, timeout: float = 30.0
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Send ``request`` over HTTP to 127.0.0.1:``port``; return the response.
+
+    ``Host`` is ``host``; a chunked request sends its body in chunks of 64 KiB.
+    Blocking: run it in a thread.
+    """
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.putrequest(
+            request.method, request.target, skip_host=True, skip_accept_encoding=True
+        )
+        for name, value in [("Host", host), *request.headers]:
+            connection.putheader(name, value)
+        body = request.body
+        if body is not None and request.chunked:
+            connection.putheader("Transfer-Encoding", "chunked")
+            chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+            connection.endheaders(iter(chunks), encode_chunked=True)
+        else:
+            if body is not None:
+                connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body)
+        response = connection.getresponse()
+        data = response.read()
+        return response.status, list(response.getheaders()), data
+    finally:
+        connection.close()
 
 
 def scgiExchange(

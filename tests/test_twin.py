@@ -35,10 +35,10 @@ from ._twin import (
     answer,
     compare,
     hostFor,
+    httpExchange,
     resolve,
 )
 from ._twin import scgiExchange as _scgiExchange
-from .frontends import httpRequest
 from .twin_app import buildTwinTree, writeTwinFiles
 
 _reactor: Any = _global_reactor
@@ -75,16 +75,6 @@ class TwinTests(TestCase):
         """Send ``request`` to both servers; return the HTTP and the SCGI answer."""
         request = resolve(request)
         host = hostFor(ports[0])
-        headers = [("Host", host), *request.headers, *extra]
-        reference = await deferToThread(
-            httpRequest,
-            ports[0],
-            request.method,
-            request.target,
-            headers=headers,
-            body=request.body,
-            chunked=request.chunked,
-        )
         twin = TwinRequest(
             request.label,
             request.method,
@@ -93,11 +83,12 @@ class TwinTests(TestCase):
             request.body,
             request.chunked,
         )
+        reference = await deferToThread(httpExchange, ports[0], twin, host)
         status, pairs, body = await deferToThread(
             _scgiExchange, (socket.AF_INET, ("127.0.0.1", ports[1])), twin, host
         )
         return (
-            answer(reference.status, reference.headers, reference.body),
+            answer(*reference),
             answer(status, pairs, body),
         )
 
@@ -171,15 +162,13 @@ class TwinTests(TestCase):
                 _scgiExchange, address, twin, host
             )
             return result
-        response = await deferToThread(
-            httpRequest,
-            port,
-            request.method,
-            request.target,
-            headers=[("Host", host), *extra],
-            body=request.body,
+        twin = TwinRequest(
+            request.label, request.method, request.target, extra, request.body
         )
-        return response.status, list(response.headers), response.body
+        reference: tuple[int, list[tuple[str, str]], bytes] = await deferToThread(
+            httpExchange, port, twin, host
+        )
+        return reference
 
 
 class TwinDocumentationTests(SynchronousTestCase):
