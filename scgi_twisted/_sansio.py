@@ -136,9 +136,8 @@ class SCGIParser:
     :param merge_duplicates: if true (the default), merge repeated ``HTTP_*`` names as
         HTTP merges repeated header lines; nginx 1.22 sends them.  A repeated
         ``HTTP_HOST`` (a frontend's configuration overriding its own) takes the last
-        value.  If false, any
-        repeated name is an error, as the specification says.  A repeated name that is
-        not ``HTTP_*`` is always an error.
+        value.  If false, any repeated name is an error, as the specification says.
+        A repeated name that is not ``HTTP_*`` is always an error.
 
     :ivar bytes_received: how many bytes were given to :meth:`receive_data`.
     :ivar trailing_bytes: how many bytes arrived after the body and were dropped.
