@@ -242,14 +242,43 @@ class _WriteQueue:
 
     def resumeProducing(self) -> None:
         """Write the next piece, or end the queue when it is empty."""
+        channel = self._channel
+        # Asked for more: the transport has sent everything written so far.
+        channel._writeProgressed()
         if self.pieces:
-            self._channel.transport.write(self.pieces.popleft())
-        elif self._channel._writeQueue is self:
-            self._channel._queueDrained()
+            channel.transport.write(self.pieces.popleft())
+            channel._writeStalled()
+        elif channel._writeQueue is self:
+            channel._queueDrained()
 
     def stopProducing(self) -> None:
         """The connection is gone: drop what is left."""
         self.pieces.clear()
+
+
+@implementer(IPushProducer)
+class _WriteWatch:
+    """Registered on the transport while a response is written without a producer.
+
+    The transport pauses it when its write buffer fills (the peer does not read fast
+    enough) and resumes it once the buffer has drained: the channel's write timeout
+    runs in between.
+    """
+
+    def __init__(self, channel: SCGIChannel) -> None:
+        """Watch the transport of ``channel``."""
+        self._channel = channel
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: start the write timeout."""
+        self._channel._writeStalled()
+
+    def resumeProducing(self) -> None:
+        """The transport's buffer has drained: stop the write timeout."""
+        self._channel._writeProgressed()
+
+    def stopProducing(self) -> None:
+        """The connection is gone; nothing to do."""
 
 
 _REASONS = {
@@ -289,6 +318,10 @@ class SCGIConfig:
         traversed once the body is in, as twisted.web does), ``True`` for every
         path, or a tuple of path prefixes (``b"/upload"``, matched whole segments at
         a time against the request's URL path as sent).
+    :ivar write_timeout: how long written output may wait for the peer to take it
+        before the connection is aborted, in seconds; ``None`` for no limit.  It runs
+        while the transport's write buffer is full and, once the connection is being
+        closed, until everything is sent.
     """
 
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
@@ -302,6 +335,7 @@ class SCGIConfig:
     max_drain: int = 128 * 1024 * 1024
     header_timeout: float | None = None
     stream_uploads: bool | tuple[bytes, ...] = False
+    write_timeout: float | None = 300.0  # _site.DEFAULT_WRITE_TIMEOUT
 
     def streamsAt(self, uri: bytes) -> bool:
         """Return whether a request for ``uri`` with a body is looked up early.
@@ -423,6 +457,8 @@ class SCGIChannel(Protocol):
     _heldHead: bytes | None = None
     _writeQueue: _WriteQueue | None = None
     _producer: tuple[IProducer, bool] | None = None
+    _writeWatch: _WriteWatch | None = None
+    _writeCall: IDelayedCall | None = None
 
     # Connection events.
 
@@ -496,11 +532,12 @@ class SCGIChannel(Protocol):
         self._lost = True
         self._heldHead = None
         self._writeQueue = None
+        self._writeWatch = None
         self._setTimeout(None)
-        for call in (self._lingerCall, self._abortCall):
+        for call in (self._lingerCall, self._abortCall, self._writeCall):
             if call is not None and call.active():
                 call.cancel()
-        self._lingerCall = self._abortCall = None
+        self._lingerCall = self._abortCall = self._writeCall = None
         self._abortRequest(reason)
         if self._tracker is not None:
             self._tracker._channelClosed(self)
@@ -533,6 +570,7 @@ class SCGIChannel(Protocol):
         if self._parser.bytes_received and not self._responseStarted:
             self._writeError(408, "timed out waiting for the request")
         self._abortRequest(_failure(ConnectionDone("request timed out")))
+        self._unwatchWrites()
         self.transport.loseConnection()
         self._abortCall = self.callLater(self.config.abort_timeout, self._forceAbort)
 
@@ -890,6 +928,7 @@ class SCGIChannel(Protocol):
         if target is not None and already >= target:
             self._closeConnection()
             return
+        self._unwatchWrites()
         loseWrite = getattr(self.transport, "loseWriteConnection", None)
         if loseWrite is not None:
             loseWrite()
@@ -909,12 +948,72 @@ class SCGIChannel(Protocol):
             self._forceAbort()
 
     def _closeConnection(self) -> None:
-        """Close once our output is flushed; every input byte has been read."""
+        """Close once our output is flushed; every input byte has been read.
+
+        The peer has the write timeout to take what is left of our output.
+        """
         if self._lingerCall is not None and self._lingerCall.active():
             self._lingerCall.cancel()
         self._lingerCall = None
         self._setTimeout(None)
+        self._unwatchWrites()
         self.transport.loseConnection()
+        self._writeStalled()
+
+    # The write timeout: a peer that stops reading must not hold the connection (and
+    # what is buffered for it) forever.
+
+    def _watchWrites(self) -> None:
+        """Have the transport tell us when its buffer fills, if nothing else does."""
+        if (
+            self._writeWatch is None
+            and self._producer is None
+            and self._writeQueue is None
+            and self.config.write_timeout is not None
+            and not self._lost
+        ):
+            watch = self._writeWatch = _WriteWatch(self)
+            self.transport.registerProducer(watch, True)
+
+    def _unwatchWrites(self) -> None:
+        """Take the watch off the transport (another producer, or the close, is next).
+
+        Its timeout stops too: nothing would report the buffer's draining.
+        """
+        if self._writeWatch is not None:
+            self._writeWatch = None
+            self._writeProgressed()
+            if not self._lost:
+                self.transport.unregisterProducer()
+
+    def _writeStalled(self) -> None:
+        """Output waits for the peer: start the write timeout, unless it runs."""
+        timeout = self.config.write_timeout
+        call = self._writeCall
+        if timeout is None or self._lost or (call is not None and call.active()):
+            return
+        self._writeCall = self.callLater(timeout, self._writeTimedOut)
+
+    def _writeProgressed(self) -> None:
+        """The peer took our output: stop the write timeout."""
+        call = self._writeCall
+        if call is not None:
+            self._writeCall = None
+            if call.active():
+                call.cancel()
+
+    def _writeTimedOut(self) -> None:
+        """The peer took none of our output for the write timeout: abort."""
+        self._writeCall = None
+        _log.warn(
+            "Aborted the connection from {peer}: it took none of the response to "
+            "{uri} for {timeout:g} s",
+            peer=self.transport.getPeer() if self.transport else None,
+            uri=self._requestURI(),
+            timeout=self.config.write_timeout,
+        )
+        self._abortRequest(_failure(ConnectionDone("write timed out")))
+        self._forceAbort()
 
     def _shutDown(self) -> None:
         """The server is stopping: abandon the request and close, then abort.
@@ -930,6 +1029,7 @@ class SCGIChannel(Protocol):
         if unfinished:
             self._forceAbort()
             return
+        self._unwatchWrites()
         self.transport.loseConnection()
         if self._abortCall is None:
             self._abortCall = self.callLater(
@@ -1047,6 +1147,7 @@ class SCGIChannel(Protocol):
         if self._holdHead and self._producer is None:
             self._heldHead = head
         else:
+            self._watchWrites()
             self.transport.write(head)
 
     def _behindApache(self) -> bool:
@@ -1103,6 +1204,8 @@ class SCGIChannel(Protocol):
         if queue is not None:
             queue.pieces.append(data)
             return
+        if self._writeWatch is None:
+            self._watchWrites()
         head = self._heldHead
         if head is not None:
             self._heldHead = None
@@ -1122,17 +1225,20 @@ class SCGIChannel(Protocol):
         if self._writeQueue is not None:
             self._writeQueue.pieces.extend(iovec)
             return
+        self._watchWrites()
         self._flushHead()
         self.transport.writeSequence(iovec)
 
     def _startQueue(self, pieces: list[bytes]) -> None:
         """Hand ``pieces`` to the transport one at a time, through a pull producer."""
+        self._unwatchWrites()
         queue = self._writeQueue = _WriteQueue(self, pieces)
         self.transport.registerProducer(queue, False)
 
     def _queueDrained(self) -> None:
         """The queue is empty: let the application's producer, if any, take over."""
         self._writeQueue = None
+        self._writeProgressed()
         self.transport.unregisterProducer()
         waiting = self._producer
         if waiting is not None:
@@ -1147,6 +1253,7 @@ class SCGIChannel(Protocol):
         If queued pieces of the body are still being written, the producer is
         registered once they are; a streaming one is paused until then.
         """
+        self._unwatchWrites()
         self._flushHead()
         self._producer = (producer, streaming)
         if self._writeQueue is None:
@@ -1180,7 +1287,9 @@ class SCGIChannel(Protocol):
 
     def loseConnection(self) -> None:
         """Close the connection (used by ``Request.loseConnection``)."""
+        self._unwatchWrites()
         self.transport.loseConnection()
+        self._writeStalled()
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         """Answer 400 and close; ``Request`` calls this for a malformed form body."""

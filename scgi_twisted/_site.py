@@ -27,12 +27,21 @@ from twisted.web.server import Request, Site
 from ._channel import SCGIChannel, SCGIConfig
 from ._sansio import DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_VARIABLES
 
-__all__ = ["DEFAULT_SPOOL_THRESHOLD", "SCGISite", "resourceOf"]
+__all__ = ["DEFAULT_SPOOL_THRESHOLD", "DEFAULT_WRITE_TIMEOUT", "SCGISite", "resourceOf"]
 
 DEFAULT_SPOOL_THRESHOLD = 1024 * 1024 + 1
 """Request bodies up to 1 MiB (nginx's default ``client_max_body_size``) stay in
 memory; larger ones are spooled to a temporary file.  The memory held by bodies is so
 bounded by 1 MiB per connection (see ``max_connections``)."""
+
+DEFAULT_WRITE_TIMEOUT = 300.0
+"""A peer may take none of our output for 5 minutes before its connection is aborted.
+
+Generous on purpose: it must never cut a peer that is merely slow.  nginx itself gives
+up on a client that reads nothing for 60 s (``send_timeout``) and then closes our
+connection; and the clock restarts only when everything written so far has been
+taken (after a response ends it covers the whole rest), so the margin is five times
+that."""
 
 _log = Logger()
 
@@ -460,6 +469,10 @@ class SCGISite(Site):
         request with a body is looked up as soon as its headers arrive, so
         ``getChild`` sees neither a form's arguments nor the content; elsewhere the
         tree is traversed once the body is in, exactly as twisted.web does.
+    :param write_timeout: how long the peer may take none of our output before the
+        connection is aborted, in seconds: while the transport's write buffer is full
+        during a response written without a producer, and from the end of a response
+        until the close completes.  ``None`` for no limit.
     :param kwargs: passed to ``Site``: ``logPath``, ``logFormatter``, ``reactor``,
         ``parsePOSTFormSubmission``.
 
@@ -490,6 +503,7 @@ class SCGISite(Site):
         abort_timeout: float = 15.0,
         max_connections: int | None = None,
         stream_uploads: bool | Iterable[str | bytes] = False,
+        write_timeout: float | None = DEFAULT_WRITE_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         """Create the site; see the class docstring for the parameters.
@@ -526,6 +540,7 @@ class SCGISite(Site):
             abort_timeout=abort_timeout,
             header_timeout=header_timeout,
             stream_uploads=_streamScope(stream_uploads),
+            write_timeout=write_timeout,
         )
 
     @classmethod

@@ -35,7 +35,7 @@ from twisted.web.wsgi import WSGIResource
 
 from ._defaultpage import DefaultPage
 from ._sansio import DEFAULT_MAX_HEADER_SIZE
-from ._site import SCGISite, resourceOf
+from ._site import DEFAULT_WRITE_TIMEOUT, SCGISite, resourceOf
 from ._systemd import NotifyService, inheritedSafely
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService", "parseSize"]
@@ -287,6 +287,7 @@ class Options(usage.Options):
         self["header-timeout"] = None
         self["grace-period"] = DEFAULT_GRACE_PERIOD
         self["abort-timeout"] = DEFAULT_ABORT_TIMEOUT
+        self["write-timeout"] = DEFAULT_WRITE_TIMEOUT
         self["max-connections"] = None
         self["stream-uploads"] = []
         self.defaults.update(
@@ -296,6 +297,7 @@ class Options(usage.Options):
                 "listen": DEFAULT_LISTEN,
                 "max-header-size": str(DEFAULT_MAX_HEADER_SIZE),
                 "timeout": f"{DEFAULT_TIMEOUT:g}",
+                "write-timeout": f"{DEFAULT_WRITE_TIMEOUT:g}",
             }
         )
         # The help text comes from docstrings: fold their lines into one paragraph.
@@ -465,6 +467,15 @@ class Options(usage.Options):
         Applies after a timeout and after the grace period.
         """
         self["abort-timeout"] = self._seconds("abort-timeout", seconds, allowZero=True)
+
+    def opt_write_timeout(self, seconds: str) -> None:
+        """Seconds the frontend may take none of a response before it is aborted.
+
+        While our send buffer stays full, and from the end of a response until the
+        close completes. 0 turns it off.
+        """
+        value = self._seconds("write-timeout", seconds, allowZero=True)
+        self["write-timeout"] = value or None
 
     def opt_max_connections(self, count: str) -> None:
         """Serve at most this many connections at once.
@@ -663,6 +674,7 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
         timeout=config["timeout"],
         header_timeout=config["header-timeout"],
         abort_timeout=config["abort-timeout"],
+        write_timeout=config["write-timeout"],
         max_connections=config["max-connections"],
         stream_uploads=config["stream-uploads"],
         half_close=bool(config["half-close"]),

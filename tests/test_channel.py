@@ -960,13 +960,18 @@ class ResponseTests(ChannelTestCase):
         self.failureResultOf(finished, ConnectionDone)
 
     def test_closedAfterResponse(self) -> None:
-        """The transport is closed (not aborted) right after; no timer is left."""
+        """The transport is closed (not aborted) right after; no timer is left.
+
+        Until the close completes only the write timeout runs; the close ends it.
+        """
         channel, transport = connect(self.makeSite())
         channel.dataReceived(buildRequest(nginxVariables()))
         self.assertTrue(transport.disconnecting)
         self.assertFalse(transport.disconnected)
-        self.assertEqual(self.clock.getDelayedCalls(), [])
+        (call,) = self.clock.getDelayedCalls()
+        self.assertEqual(call.getTime(), 300.0)
         channel.connectionLost(_failure(ConnectionDone()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertQuiet()
 
     def test_deferred(self) -> None:
