@@ -570,7 +570,7 @@ class SCGIChannel(Protocol):
         if self._parser.bytes_received and not self._responseStarted:
             self._writeError(408, "timed out waiting for the request")
         self._abortRequest(_failure(ConnectionDone("request timed out")))
-        self._unwatchWrites()
+        self._unwatchWrites(closing=True)
         self.transport.loseConnection()
         self._abortCall = self.callLater(self.config.abort_timeout, self._forceAbort)
 
@@ -928,7 +928,7 @@ class SCGIChannel(Protocol):
         if target is not None and already >= target:
             self._closeConnection()
             return
-        self._unwatchWrites()
+        self._unwatchWrites(closing=True)
         loseWrite = getattr(self.transport, "loseWriteConnection", None)
         if loseWrite is not None:
             loseWrite()
@@ -956,7 +956,7 @@ class SCGIChannel(Protocol):
             self._lingerCall.cancel()
         self._lingerCall = None
         self._setTimeout(None)
-        self._unwatchWrites()
+        self._unwatchWrites(closing=True)
         self.transport.loseConnection()
         self._writeStalled()
 
@@ -975,14 +975,17 @@ class SCGIChannel(Protocol):
             watch = self._writeWatch = _WriteWatch(self)
             self.transport.registerProducer(watch, True)
 
-    def _unwatchWrites(self) -> None:
+    def _unwatchWrites(self, closing: bool = False) -> None:
         """Take the watch off the transport (another producer, or the close, is next).
 
-        Its timeout stops too: nothing would report the buffer's draining.
+        :param closing: whether the connection is being closed: a timeout already
+            running goes on (the close completes only once everything is sent);
+            otherwise it stops, since nothing would report the buffer's draining.
         """
         if self._writeWatch is not None:
             self._writeWatch = None
-            self._writeProgressed()
+            if not closing:
+                self._writeProgressed()
             if not self._lost:
                 self.transport.unregisterProducer()
 
@@ -1029,7 +1032,7 @@ class SCGIChannel(Protocol):
         if unfinished:
             self._forceAbort()
             return
-        self._unwatchWrites()
+        self._unwatchWrites(closing=True)
         self.transport.loseConnection()
         if self._abortCall is None:
             self._abortCall = self.callLater(
@@ -1287,7 +1290,7 @@ class SCGIChannel(Protocol):
 
     def loseConnection(self) -> None:
         """Close the connection (used by ``Request.loseConnection``)."""
-        self._unwatchWrites()
+        self._unwatchWrites(closing=True)
         self.transport.loseConnection()
         self._writeStalled()
 
