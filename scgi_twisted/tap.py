@@ -36,7 +36,8 @@ from twisted.web.wsgi import WSGIResource
 from ._defaultpage import DefaultPage
 from ._sansio import DEFAULT_MAX_HEADER_SIZE
 from ._site import DEFAULT_WRITE_TIMEOUT, SCGISite, resourceOf
-from ._systemd import NotifyService, inheritedSafely
+from ._stopping import RecordingEndpoint, acceptBacklog
+from ._systemd import InheritedSocketEndpoint, NotifyService, inheritedSafely
 
 __all__ = ["DEFAULT_LISTEN", "Options", "makeService", "parseSize"]
 
@@ -617,11 +618,13 @@ def _root(config: Options, reactor: object) -> tuple[IResource, str]:
 class SCGIService(service.MultiService):
     """The listeners of one site, stopped gracefully.
 
-    On stop (SIGTERM, SIGINT) every listener stops accepting at once; requests in
-    flight then have the grace period to finish before their connections are closed.
+    On stop (SIGTERM, SIGINT) every listener stops accepting at once, after taking
+    the connections the kernel had already queued for it; requests in flight then
+    have the grace period to finish before their connections are closed.
 
     :ivar site: the site whose connections are drained.
     :ivar gracePeriod: the grace period, in seconds.
+    :ivar endpoints: the endpoints whose ports' backlogs are taken on stop.
     """
 
     def __init__(self, site: SCGISite, gracePeriod: float) -> None:
@@ -629,6 +632,20 @@ class SCGIService(service.MultiService):
         super().__init__()  # type: ignore[no-untyped-call]
         self.site = site
         self.gracePeriod = gracePeriod
+        self.endpoints: list[RecordingEndpoint] = []
+
+    def _acceptBacklogs(self) -> None:
+        """Take every connection queued on our ports; new ones are refused."""
+        site = self.site
+        taken = 0
+        for endpoint in self.endpoints:
+            for port in endpoint.ports:
+                taken += acceptBacklog(port, lambda: site.connections)
+        if taken:
+            _log.info(
+                "Took {count} queued connection(s) before closing the listeners",
+                count=taken,
+            )
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, then wait for the open connections (up to the grace)."""
@@ -636,6 +653,7 @@ class SCGIService(service.MultiService):
         # Stopping the last listener stops the site (closing its access log): hold it
         # started until the connections are gone.
         site.doStart()  # type: ignore[no-untyped-call]
+        self._acceptBacklogs()
         stopped: Deferred[Any] = super().stopService()  # type: ignore[no-untyped-call]
 
         def drain(_: object) -> Deferred[None]:
@@ -696,6 +714,9 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
                 "HTTPS from any peer that connects. Give an interface= or --allow.",
                 listen=listen,
             )
+        if not isinstance(server.endpoint, InheritedSocketEndpoint):
+            server.endpoint = RecordingEndpoint(server.endpoint)
+            parent.endpoints.append(server.endpoint)
         server.setServiceParent(parent)  # type: ignore[no-untyped-call]
     NotifyService().setServiceParent(parent)  # type: ignore[no-untyped-call]
     _log.info(
