@@ -25,6 +25,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from ._channel import SCGIChannel, SCGIConfig
+from ._descriptors import DescriptorGuard
 from ._sansio import DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_VARIABLES
 
 __all__ = ["DEFAULT_SPOOL_THRESHOLD", "DEFAULT_WRITE_TIMEOUT", "SCGISite", "resourceOf"]
@@ -529,6 +530,7 @@ class SCGISite(Site):
         self._acceptPaused = False
         self._waiting: deque[SCGIChannel] = deque()
         self._drained: list[Deferred[None]] = []
+        self._descriptors = DescriptorGuard(self)
         self.config = SCGIConfig(
             max_header_size=max_header_size,
             max_variables=max_variables,
@@ -571,6 +573,8 @@ class SCGISite(Site):
         if self.allow is not None and not peer_allowed(addr, self.allow):
             _log.warn("Refused a connection from {peer}: not in --allow", peer=addr)
             return None
+        if self._descriptors.exhausted():
+            return None
         channel: SCGIChannel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         channel.config = self.config
         channel._tracker = self
@@ -598,12 +602,11 @@ class SCGISite(Site):
             is paused and :meth:`SCGIChannel._admitted` is called later.
         """
         self._channels.add(channel)
+        self._descriptors.opened(channel)
         limit = self.max_connections
         if limit is None:
             return True
-        port = getattr(channel.transport, "server", None)
-        if port is not None and hasattr(port, "stopReading"):
-            self._ports[id(port)] = port
+        self._notePort(channel)
         served = self._served()
         if served > limit:
             self._waiting.append(channel)
@@ -620,6 +623,29 @@ class SCGISite(Site):
                 listening.stopReading()
         return served <= limit
 
+    def _notePort(self, channel: SCGIChannel) -> None:
+        """Remember the listening port ``channel`` came from, to stop it later."""
+        port = getattr(channel.transport, "server", None)
+        if port is not None and hasattr(port, "stopReading"):
+            self._ports[id(port)] = port
+
+    def _accepting(self) -> bool:
+        """Return whether the ports may accept: below the limit, descriptors left."""
+        limit = self.max_connections
+        return (limit is None or self._served() < limit) and (
+            not self._descriptors.paused
+        )
+
+    def _resumeAccepting(self) -> None:
+        """Let every port that is not being stopped accept again."""
+        for listening in list(self._ports.values()):
+            # A port being stopped (stopListening) is disconnecting but still
+            # connected until its connectionLost: leave it stopped.
+            if getattr(listening, "connected", False) and not getattr(
+                listening, "disconnecting", False
+            ):
+                listening.startReading()
+
     def _channelClosed(self, channel: SCGIChannel) -> None:
         """Forget a connection; admit a waiting one or accept again; finish a drain."""
         self._channels.discard(channel)
@@ -632,13 +658,9 @@ class SCGISite(Site):
             admitted._admitted()
         if self._acceptPaused and (limit is None or self._served() < limit):
             self._acceptPaused = False
-            for listening in list(self._ports.values()):
-                # A port being stopped (stopListening) is disconnecting but still
-                # connected until its connectionLost: leave it stopped.
-                if getattr(listening, "connected", False) and not getattr(
-                    listening, "disconnecting", False
-                ):
-                    listening.startReading()
+            if self._accepting():
+                self._resumeAccepting()
+        self._descriptors.closed()
         if not self._channels and self._drained:
             waiting, self._drained = self._drained, []
             for d in waiting:
