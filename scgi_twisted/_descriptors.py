@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
@@ -107,6 +108,7 @@ class DescriptorGuard:
             self.edge = limit - 4
         self.limit = limit
         self._lastFd = -1
+        self._raw = False
         self._refused = 0
         self._call: IDelayedCall | None = None
         self._loggedAt: float | None = None
@@ -125,6 +127,7 @@ class DescriptorGuard:
         except Exception:
             return
         self._lastFd = fd
+        self._raw = isinstance(channel.transport, FileDescriptor)
         if fd >= high:
             site = self._site
             site._notePort(channel)
@@ -138,9 +141,10 @@ class DescriptorGuard:
         """Return whether a connection being accepted must be refused.
 
         Only while paused, and only if it would take one of the last descriptors:
-        within a batch the new descriptors follow the last one seen.
+        within a batch the new descriptors follow the last one seen.  Never behind
+        a wrapping factory (TLS), which cannot take a refusal (``None``).
         """
-        if not self.paused or self._lastFd + 1 < self.edge:
+        if not self.paused or not self._raw or self._lastFd + 1 < self.edge:
             return False
         self._refused += 1
         return True

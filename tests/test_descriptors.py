@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -26,8 +27,8 @@ from .test_limits import Hello, _Port, _PortTransport
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class _NumberedTransport(_PortTransport):
-    """A port's transport whose socket has descriptor ``fd``."""
+class _NumberedTransport(_PortTransport, FileDescriptor):
+    """A port's transport whose socket has descriptor ``fd`` (a raw socket's)."""
 
     def __init__(self, port: _Port, fd: int) -> None:
         super().__init__(port)
