@@ -40,7 +40,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
-APPLICATION = '''
+APPLICATION = """
 from twisted.internet import reactor
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -50,7 +50,11 @@ class Hold(Resource):
     isLeaf = True
 
     def render_GET(self, request):
-        call = reactor.callLater(0.2, lambda: (request.write(b"held"), request.finish()))
+        def answer():
+            request.write(b"held")
+            request.finish()
+
+        call = reactor.callLater(0.2, answer)
         request.notifyFinish().addErrback(lambda failure: call.cancel())
         return NOT_DONE_YET
 
@@ -65,7 +69,7 @@ class Hello(Resource):
 root = Resource()
 root.putChild(b"hold", Hold())
 root.putChild(b"hello", Hello())
-'''
+"""
 
 
 def request(path: str) -> bytes:
@@ -178,7 +182,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
-            preexec_fn=lower,
+            preexec_fn=lower,  # noqa: PLW1509 - no threads run yet
         )
     try:
         deadline = time.monotonic() + 30

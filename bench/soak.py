@@ -202,7 +202,7 @@ def splitResponse(data: bytes) -> tuple[str, bytes]:
     return status, body
 
 
-class Corrupted(ValueError):
+class CorruptedError(ValueError):
     """A response arrived whole but its body is not the one expected."""
 
 
@@ -217,9 +217,11 @@ class Tally:
     corrupted: int = 0
 
     def good(self, kind: str) -> None:
+        """Count an answer of ``kind`` that was right."""
         self.ok[kind] = self.ok.get(kind, 0) + 1
 
     def bad(self, message: str, corrupted: bool = False) -> None:
+        """Count a failed request; keep the first messages."""
         self.failed += 1
         if corrupted:
             self.corrupted += 1
@@ -249,6 +251,7 @@ class Client:
         self.tally = Tally()
 
     async def exchange(self, data: bytes) -> bytes:
+        """Send ``data`` on a new connection; return everything until the close."""
         reader, writer = await asyncio.open_unix_connection(self.path)
         try:
             writer.write(data)
@@ -258,12 +261,13 @@ class Client:
             writer.close()
 
     async def one(self, number: int) -> None:
+        """Send request ``number`` of the mix and check its answer."""
         kind = KINDS[number % len(KINDS)]
         tally = self.tally
         tally.sent += 1
         try:
             await getattr(self, "do_" + kind.replace("-", "_"))(number)
-        except Corrupted as error:
+        except CorruptedError as error:
             tally.bad(f"{number} {kind}: {error}", corrupted=True)
         except (OSError, ValueError, asyncio.IncompleteReadError) as error:
             tally.bad(f"{number} {kind}: {type(error).__name__}: {error}")
@@ -271,14 +275,16 @@ class Client:
             tally.good(kind)
 
     async def do_hello(self, number: int) -> None:
+        """``GET /hello``: the exact answer."""
         data = await self.exchange(variables("GET", "/hello", 0))
         status, body = splitResponse(data)
         if status != "200":
             raise ValueError(f"{status} {body[:80]!r}")
         if body != HELLO:
-            raise Corrupted(f"{body[:80]!r}")
+            raise CorruptedError(f"{body[:80]!r}")
 
     async def do_hash(self, number: int) -> None:
+        """``POST /hash``: the SHA-256 of the body sent."""
         if number % 1000 == 9:
             body, digest = self.big
         else:
@@ -288,9 +294,10 @@ class Client:
         if status != "200":
             raise ValueError(f"{status} {answer[:80]!r}")
         if answer.decode("ascii", "replace") != digest:
-            raise Corrupted(f"{len(body)} bytes hashed to {answer[:80]!r}")
+            raise CorruptedError(f"{len(body)} bytes hashed to {answer[:80]!r}")
 
     async def do_stream(self, number: int) -> None:
+        """``GET /stream``: the length and SHA-256 of the pieces."""
         count, size = STREAMS[(number // len(KINDS)) % len(STREAMS)]
         length, digest = self.streams[(count, size)]
         uri = f"/stream?n={count}&size={size}"
@@ -299,16 +306,20 @@ class Client:
         if status != "200":
             raise ValueError(f"{status} {body[:80]!r}")
         if len(body) != length or hashlib.sha256(body).hexdigest() != digest:
-            raise Corrupted(f"{len(body)} bytes, {length} expected, or a wrong hash")
+            raise CorruptedError(
+                f"{len(body)} bytes, {length} expected, or a wrong hash"
+            )
 
     async def do_abort_upload(self, number: int) -> None:
-        reader, writer = await asyncio.open_unix_connection(self.path)
+        """Send a quarter of a body, then close."""
+        _, writer = await asyncio.open_unix_connection(self.path)
         writer.write(variables("POST", "/hash", 200_000) + b"x" * 50_000)
         await writer.drain()
         writer.close()
         await writer.wait_closed()
 
     async def do_abort_stream(self, number: int) -> None:
+        """Read the first bytes of a slow streamed answer, then close."""
         reader, writer = await asyncio.open_unix_connection(self.path)
         writer.write(variables("GET", "/stream?n=50&size=4096&delay=0.01", 0))
         await writer.drain()
@@ -317,6 +328,7 @@ class Client:
         await writer.wait_closed()
 
     async def do_malformed(self, number: int) -> None:
+        """A bad netstring, or no ``CONTENT_LENGTH``: ``Status: 400``."""
         if (number // len(KINDS)) % 2:
             data = b"12:not a netstring at all"
         else:
@@ -327,6 +339,7 @@ class Client:
             raise ValueError(f"{answer[:80]!r}")
 
     async def run(self, start: int, stop: int, concurrency: int) -> None:
+        """Send requests ``start`` to ``stop`` over ``concurrency`` connections."""
         numbers = iter(range(start, stop))
 
         async def worker() -> None:
@@ -373,7 +386,9 @@ async def settle(path: str, pid: int) -> tuple[dict[str, int], float, int]:
     return counts, rss, fds
 
 
-def startServer(directory: Path, socketPath: str) -> tuple[subprocess.Popen[bytes], Path]:
+def startServer(
+    directory: Path, socketPath: str
+) -> tuple[subprocess.Popen[bytes], Path]:
     """Start ``twistd -n scgi`` with the soak application; wait until it listens."""
     (directory / "soak_app.py").write_text(APPLICATION)
     log = directory / "server.log"

@@ -27,9 +27,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 
 __all__ = ["RETRY", "DescriptorGuard", "openDescriptors", "softLimit"]
 
@@ -127,7 +127,7 @@ class DescriptorGuard:
         except Exception:
             return
         self._lastFd = fd
-        self._raw = isinstance(channel.transport, FileDescriptor)
+        self._raw = not isinstance(channel.transport, ProtocolWrapper)
         if fd >= high:
             site = self._site
             site._notePort(channel)
@@ -200,11 +200,13 @@ class DescriptorGuard:
             )
         self._refused = 0
         site = self._site
+        high = self.high
+        assert high is not None
         for port in site._ports.values():
             # A port takes up to numberAccepts connections each time it is readable
             # (more after a full batch): no more than the descriptors left.
             if isinstance(getattr(port, "numberAccepts", None), int):
-                port.numberAccepts = max(1, min(port.numberAccepts, self.high - count))
+                port.numberAccepts = max(1, min(port.numberAccepts, high - count))
         if site._accepting():
             site._resumeAccepting()
         return True

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.abstract import FileDescriptor
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -27,8 +26,8 @@ from .test_limits import Hello, _Port, _PortTransport
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class _NumberedTransport(_PortTransport, FileDescriptor):
-    """A port's transport whose socket has descriptor ``fd`` (a raw socket's)."""
+class _NumberedTransport(_PortTransport):
+    """A port's transport whose socket has descriptor ``fd``."""
 
     def __init__(self, port: _Port, fd: int) -> None:
         super().__init__(port)
@@ -69,7 +68,7 @@ class DescriptorGuardTests(SynchronousTestCase):
         self.assertIsNone(DescriptorGuard(self.site, limit=None).high)
 
     def test_pauseRefuseResume(self) -> None:
-        """Accepting stops at the high mark, the last descriptors are kept, then resumes.
+        """Accepting stops at the high mark, the last descriptors are kept, resumes.
 
         One warning is logged for the whole burst, and one line when accepting
         resumes; the connections taken before the pause are served.

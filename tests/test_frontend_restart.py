@@ -221,7 +221,7 @@ class FrontendRestartTests(SynchronousTestCase):
         assert backend.process is not None
         pid = backend.process.pid
         nginx = _Frontend(self.directory, [backend, backend])
-        self.addCleanup(lambda: nginx.stop())
+        self.addCleanup(lambda: nginx.stop())  # noqa: PLW0108 - rebound later
         traffic = _Traffic()
         traffic.port = nginx.port
         traffic.start()

@@ -21,6 +21,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
+from ._scgi import parseResponse
 from .frontends import _certificate, clientTLSContext
 from .test_limits import (
     CLIENT_TIMEOUT,
@@ -31,7 +32,6 @@ from .test_limits import (
     _sleep,
     _until,
 )
-from ._scgi import parseResponse, readToEnd
 
 
 def _tlsExchange(port: int, payload: bytes) -> tuple[bytes, str]:
@@ -41,7 +41,7 @@ def _tlsExchange(port: int, payload: bytes) -> tuple[bytes, str]:
         clientTLSContext().wrap_socket(raw, server_hostname="localhost")
     ) as client:
         client.sendall(payload)
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             try:
                 chunk = client.recv(65536)
@@ -96,7 +96,9 @@ class TLSConnectionLimitTests(TestCase):
         self.assertEqual(len(hold.pending), 2)
         while hold.served < 5:
             hold.release()
-            await _until(lambda: hold.pending or hold.served >= 5, "the next held")
+            await _until(
+                lambda: bool(hold.pending) or hold.served >= 5, "the next held"
+            )
         for answer in answers:
             data, end = await answer
             self.assertEqual(parseResponse(data).body, b"released")

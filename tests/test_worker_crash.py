@@ -118,11 +118,18 @@ class WorkerCrashTests(SynchronousTestCase):
                 self.assertNotEqual(replacement, victim)
                 supervised.waitForLog(rf"Worker {slot} \(pid {replacement}\) ready")
                 replacements.append(replacement)
-                waitUntil(lambda: load.total() >= before + 50, "GETs after", str)
+                target = before + 50
+
+                def servedAfter(target: int = target) -> bool:
+                    return load.total() >= target
+
+                waitUntil(servedAfter, "GETs after", str)
             mark = time.monotonic()
             waitUntil(
-                lambda: all(load.served.get(pid, 0) > 0 for pid in replacements)
-                or time.monotonic() > mark + 10,
+                lambda: (
+                    all(load.served.get(pid, 0) > 0 for pid in replacements)
+                    or time.monotonic() > mark + 10
+                ),
                 "the replacements serve",
                 str,
             )
@@ -137,5 +144,7 @@ class WorkerCrashTests(SynchronousTestCase):
         for pid in replacements:
             self.assertGreater(load.served.get(pid, 0), 0, message)
         self.assertRegex(
-            _tail(directory / "error.log", 400), r"upstream prematurely closed|reset by peer", message
+            _tail(directory / "error.log", 400),
+            r"upstream prematurely closed|reset by peer",
+            message,
         )

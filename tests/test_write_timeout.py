@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -22,15 +23,18 @@ from typing import Any
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from scgi_twisted import SCGISite
-from scgi_twisted.tap import Options
+from scgi_twisted.tap import Options, makeService
 
 from ._scgi import (
     WebRequest,
@@ -89,6 +93,7 @@ class Unfinished(Resource):
         return NOT_DONE_YET
 
 
+@implementer(IPushProducer)
 class _PushProducer:
     """A push producer that records the calls it gets."""
 
@@ -164,10 +169,11 @@ class WriteTimeoutTests(SynchronousTestCase):
         resource = Unfinished()
         channel, transport = connect(self.makeSite(resource))
         channel.dataReceived(_request(b"/stream"))
-        self.assertIsNotNone(transport.producer)
+        watch: Any = transport.producer
+        self.assertIsNotNone(watch)
         self.assertTrue(transport.streaming)
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        transport.producer.pauseProducing()  # the peer stops reading
+        watch.pauseProducing()  # the peer stops reading
         self.clock.advance(TIMEOUT - 0.1)
         self.assertFalse(transport.disconnected)
         self.assertEqual(resource.ends, [])
@@ -182,7 +188,7 @@ class WriteTimeoutTests(SynchronousTestCase):
         resource = Unfinished()
         channel, transport = connect(self.makeSite(resource))
         channel.dataReceived(_request(b"/stream"))
-        watch = transport.producer
+        watch: Any = transport.producer
         watch.pauseProducing()
         self.clock.advance(TIMEOUT - 1)
         watch.resumeProducing()  # the peer took everything
@@ -294,8 +300,6 @@ class WriteTimeoutOptionTests(SynchronousTestCase):
 
     def test_badValue(self) -> None:
         """A value that is not a non-negative number is a usage error naming it."""
-        from twisted.python.usage import UsageError  # noqa: PLC0415
-
         for value in ("-1", "soon", "inf"):
             with self.assertRaises(UsageError) as raised:
                 self.parse("--write-timeout", value)
@@ -303,8 +307,6 @@ class WriteTimeoutOptionTests(SynchronousTestCase):
 
     def test_reachesSite(self) -> None:
         """``makeService`` gives the value to the site."""
-        from scgi_twisted.tap import makeService  # noqa: PLC0415
-
         clock = Clock()
         service = makeService(self.parse("--write-timeout", "7"), reactor=clock)
         self.assertEqual(service.site.config.write_timeout, 7.0)  # type: ignore[attr-defined]
@@ -375,8 +377,6 @@ class TCPWriteTimeoutTests(_SocketTestsMixin, TestCase):
 
     def addressOf(self, port: Any) -> Any:
         """Connect to the port's address."""
-        import socket  # noqa: PLC0415
-
         return socket.AF_INET, ("127.0.0.1", port.getHost().port)
 
 
@@ -396,6 +396,4 @@ class UnixWriteTimeoutTests(_SocketTestsMixin, TestCase):
 
     def addressOf(self, port: Any) -> Any:
         """Connect to the socket's path."""
-        import socket  # noqa: PLC0415
-
         return socket.AF_UNIX, os.path.join(self.directory, "s.sock")
