@@ -11,7 +11,7 @@ again, and does the same with the other, for several rounds.
 nginx does not retry a POST it has sent (``non_idempotent`` is not set): a connection
 in the backlog that the stopping backend reset would fail its request.  With the
 backlog taken before the listener closes, not one POST may fail or come back with
-the wrong hash, and each stopped backend logs how many queued connections it took.
+the wrong hash.
 nginx is required: without it the test fails.
 """
 
