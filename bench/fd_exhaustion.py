@@ -112,7 +112,7 @@ async def one(target: Any, payload: bytes, timeout: float) -> str:
         writer.write(payload)
         await writer.drain()
         data = await asyncio.wait_for(reader.read(), timeout)
-    except TimeoutError:
+    except (TimeoutError, asyncio.TimeoutError):
         return "timed out"
     except ConnectionResetError:
         return "reset"
