@@ -225,6 +225,10 @@ def _addHeaders(target: Headers, headers: list[tuple[bytes, bytes]]) -> None:
 _QUEUED_WRITE = 64 * 1024
 """A first piece of the body at least this large is not joined with the head."""
 
+_WATCH_AFTER = 64 * 1024
+"""A response is watched for a full transport buffer from this many bytes on: the
+smallest buffer a transport pauses its producer at (``FileDescriptor.bufferSize``)."""
+
 
 @implementer(IPullProducer)
 class _WriteQueue:
@@ -459,6 +463,7 @@ class SCGIChannel(Protocol):
     _producer: tuple[IProducer, bool] | None = None
     _writeWatch: _WriteWatch | None = None
     _writeCall: IDelayedCall | None = None
+    _written: int = 0
 
     # Connection events.
 
@@ -963,10 +968,17 @@ class SCGIChannel(Protocol):
     # The write timeout: a peer that stops reading must not hold the connection (and
     # what is buffered for it) forever.
 
-    def _watchWrites(self) -> None:
-        """Have the transport tell us when its buffer fills, if nothing else does."""
+    def _watchWrites(self, size: int) -> None:
+        """Count ``size`` bytes written; have the transport report a full buffer.
+
+        A transport's buffer cannot fill before :data:`_WATCH_AFTER` bytes were
+        written, so short responses are not watched at all.  Not while another
+        producer is registered: the transport reports to that one.
+        """
+        self._written += size
         if (
-            self._writeWatch is None
+            self._written >= _WATCH_AFTER
+            and self._writeWatch is None
             and self._producer is None
             and self._writeQueue is None
             and self.config.write_timeout is not None
@@ -1150,7 +1162,7 @@ class SCGIChannel(Protocol):
         if self._holdHead and self._producer is None:
             self._heldHead = head
         else:
-            self._watchWrites()
+            self._watchWrites(len(head))
             self.transport.write(head)
 
     def _behindApache(self) -> bool:
@@ -1208,7 +1220,7 @@ class SCGIChannel(Protocol):
             queue.pieces.append(data)
             return
         if self._writeWatch is None:
-            self._watchWrites()
+            self._watchWrites(len(data))
         head = self._heldHead
         if head is not None:
             self._heldHead = None
@@ -1228,7 +1240,7 @@ class SCGIChannel(Protocol):
         if self._writeQueue is not None:
             self._writeQueue.pieces.extend(iovec)
             return
-        self._watchWrites()
+        self._watchWrites(sum(map(len, iovec)))
         self._flushHead()
         self.transport.writeSequence(iovec)
 

@@ -71,8 +71,12 @@ def _failure(error: BaseException) -> Failure:
     return Failure(error)
 
 
+PIECE = b"p" * (64 * 1024)
+"""A first piece as large as the smallest buffer a transport pauses its producer at."""
+
+
 class Unfinished(Resource):
-    """Writes the first piece of an answer and keeps the request open.
+    """Writes a 64 KiB first piece of an answer and keeps the request open.
 
     :ivar requests: the requests, in order.
     :ivar ends: how each request's ``notifyFinish()`` fired.
@@ -89,7 +93,7 @@ class Unfinished(Resource):
         """Write a piece; never finish."""
         self.requests.append(request)
         request.notifyFinish().addBoth(self.ends.append)
-        request.write(b"first piece")
+        request.write(PIECE)
         return NOT_DONE_YET
 
 
@@ -204,6 +208,24 @@ class WriteTimeoutTests(SynchronousTestCase):
         self.assertTrue(transport.disconnected, "the stall still counts")
         self.assertEqual(len(self.timeouts()), 1)
 
+    def test_shortResponseNotWatched(self) -> None:
+        """A response shorter than any transport buffer registers no watch.
+
+        The transport cannot fill its buffer with it; only the close is timed.
+        """
+
+        class Short(Resource):
+            isLeaf = True
+
+            def render(self, request: WebRequest) -> object:
+                request.write(b"x" * (64 * 1024 - 200))
+                return NOT_DONE_YET
+
+        channel, transport = connect(self.makeSite(Short()))
+        channel.dataReceived(_request(b"/short"))
+        self.assertIsNone(transport.producer)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_applicationProducerTakesOver(self) -> None:
         """An application's producer replaces the watch; its pauses are its own.
 
@@ -216,7 +238,7 @@ class WriteTimeoutTests(SynchronousTestCase):
             isLeaf = True
 
             def render(self, request: WebRequest) -> object:
-                request.write(b"head")
+                request.write(PIECE)
                 request.registerProducer(producer, True)
                 return NOT_DONE_YET
 
