@@ -20,7 +20,9 @@ from typing import IO, Any, cast
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
@@ -431,6 +433,30 @@ POOLED_BODY_KEEP = 16
 """The most idle body buffers a site keeps (16 MiB)."""
 
 
+class _Refused(SCGIChannel):
+    """What a peer outside ``allow=`` gets: a connection dropped as soon as it opens.
+
+    A protocol rather than ``None``: a listening port closes the socket when its
+    factory builds ``None``, but a wrapping factory (TLS, for ``ssl:`` listeners)
+    wraps whatever it is given and would fail on ``None``.  It is a channel only in
+    type: it reads nothing, answers nothing and is not counted.
+    """
+
+    def connectionMade(self) -> None:
+        """Close the connection; nothing it sent is read or answered.
+
+        A close, as the port's own for ``None``; not an abort, whose reset could
+        reach the peer before its ``connect()`` has returned.
+        """
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Ignore what arrives before the abort completes."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Nothing to clean up: no request, no timer, not counted."""
+
+
 class SCGISite(Site):
     """A ``Site`` that serves its resource tree to SCGI frontends.
 
@@ -569,10 +595,15 @@ class SCGISite(Site):
     def buildProtocol(  # type: ignore[override]
         self, addr: IAddress | None
     ) -> SCGIChannel | None:
-        """Build a channel for one SCGI connection, or refuse a peer not allowed."""
+        """Build a channel for one SCGI connection, or refuse a peer not allowed.
+
+        :returns: the channel; for a peer outside ``allow=``, a protocol that drops
+            the connection; ``None`` (the port then closes the socket at once) when
+            the process is out of descriptors.
+        """
         if self.allow is not None and not peer_allowed(addr, self.allow):
             _log.warn("Refused a connection from {peer}: not in --allow", peer=addr)
-            return None
+            return _Refused()
         if self._descriptors.exhausted():
             return None
         channel: SCGIChannel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]

@@ -741,12 +741,24 @@ class AllowTests(SiteTestCase):
         self.site = self.makeSite(allow=["127.0.0.1/32", "::1"])
 
     def test_refused(self) -> None:
-        """A peer outside the networks gets no channel, and one warning is logged."""
-        self.assertIsNone(self.site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 5)))
-        self.assertIsNone(self.site.buildProtocol(IPv6Address("TCP", "::2", 5)))
-        self.assertIsNone(
-            self.site.buildProtocol(IPv6Address("TCP", "::ffff:10.0.0.1", 5))
-        )
+        """A peer outside the networks gets no channel, and one warning is logged.
+
+        It gets a protocol that closes the connection as soon as it is made, and
+        reads nothing of what the peer sent.
+        """
+        for address in [
+            IPv4Address("TCP", "10.0.0.1", 5),
+            IPv6Address("TCP", "::2", 5),
+            IPv6Address("TCP", "::ffff:10.0.0.1", 5),
+        ]:
+            protocol = self.site.buildProtocol(address)
+            assert protocol is not None
+            transport = StringTransport(peerAddress=address)
+            protocol.makeConnection(transport)
+            protocol.dataReceived(buildRequest(nginxVariables()))
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.site.connections, 0)
         self.assertEqual(len(warningsAndErrors(self.logged)), 3)
 
     def test_allowed(self) -> None:

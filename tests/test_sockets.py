@@ -86,9 +86,9 @@ class _TrackingSite(SCGISite):
     def buildProtocol(  # type: ignore[override]
         self, addr: IAddress | None
     ) -> SCGIChannel | None:
-        """Build and remember a channel (``None`` for a refused peer)."""
+        """Build and remember a channel; a refused peer's stand-in is not one."""
         channel = super().buildProtocol(addr)
-        if channel is not None:
+        if isinstance(channel, _TrackedChannel):
             self._open.add(channel)
         return channel
 

@@ -105,3 +105,40 @@ class TLSConnectionLimitTests(TestCase):
             self.assertEqual(end, "eof")
         self.assertEqual(site.maxServed, 2)
         await site.allClosed()
+
+
+def _refusedExchange(port: int) -> tuple[bytes, str]:
+    """Connect over TLS to a port that refuses us; say how the connection ended.
+
+    The refusal can come during the handshake, so it is caught there too.
+    """
+    try:
+        return _tlsExchange(port, _request(b"/x"))
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError, OSError):
+        return b"", "reset"
+
+
+class TLSAllowTests(TLSConnectionLimitTests):
+    """``allow=`` refuses a peer on an ``ssl:`` listener without an exception."""
+
+    async def test_limitHolds(self) -> None:
+        """Not run again here: :class:`TLSConnectionLimitTests` has it."""
+
+    async def test_refusedOverTLS(self) -> None:
+        """A peer outside ``allow=`` is closed at once; nothing is logged as an error.
+
+        The TLS factory wraps whatever the site builds, so a refusal must be a
+        protocol that drops the connection, not ``None`` (which the wrapper would
+        call methods on). The next allowed site on the same reactor still serves.
+        """
+        _, refusing = await self.listen(Hold(), allow=["10.0.0.0/8"])
+        data, end = await deferToThread(_refusedExchange, refusing)
+        self.assertEqual(data, b"")
+        self.assertIn(end, ("eof", "reset"))
+        hold = Hold()
+        _, allowing = await self.listen(hold, allow=["127.0.0.0/8"])
+        answer = deferToThread(_tlsExchange, allowing, _request(b"/hold/1"))
+        await _until(lambda: len(hold.pending) == 1, "the allowed request held")
+        hold.release()
+        data, end = await answer
+        self.assertEqual(parseResponse(data).body, b"released")
