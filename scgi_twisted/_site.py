@@ -433,7 +433,7 @@ POOLED_BODY_KEEP = 16
 """The most idle body buffers a site keeps (16 MiB)."""
 
 
-class _Refused(SCGIChannel):
+class RefusedConnection(SCGIChannel):
     """What a peer outside ``allow=`` gets: a connection dropped as soon as it opens.
 
     A protocol rather than ``None``: a listening port closes the socket when its
@@ -603,7 +603,7 @@ class SCGISite(Site):
         """
         if self.allow is not None and not peer_allowed(addr, self.allow):
             _log.warn("Refused a connection from {peer}: not in --allow", peer=addr)
-            return _Refused()
+            return RefusedConnection()
         if self._descriptors.exhausted():
             return None
         channel: SCGIChannel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]

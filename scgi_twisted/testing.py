@@ -82,7 +82,7 @@ from ._clientsansio import (
     encode_request,
 )
 from ._errors import MalformedResponseError
-from ._site import SCGISite
+from ._site import RefusedConnection, SCGISite
 
 __all__ = [
     "PendingResponse",
@@ -549,7 +549,7 @@ class SCGITestClient:
             secure=self.secure,
         )
         channel = self.site.buildProtocol(_FRONTEND)
-        if channel is None:
+        if channel is None or isinstance(channel, RefusedConnection):
             raise ConnectionRefusedError("the site refused the test frontend's address")
         channel.callLater = self.clock.callLater
         pending = PendingResponse(channel, method_bytes, self.clock)

@@ -38,8 +38,9 @@ from twisted.web.static import File
 from twisted.web.wsgi import WSGIResource
 from zope.interface import implementer
 
-from scgi_twisted import SCGISite
+from scgi_twisted import SCGIChannel, SCGISite
 from scgi_twisted._defaultpage import DefaultPage
+from scgi_twisted._site import RefusedConnection
 from scgi_twisted.tap import DEFAULT_LISTEN, Options, makeService, parseSize
 
 from .test_defaultpage import BASE, Response, replace, scgiRequest, serveSCGI
@@ -767,14 +768,19 @@ class MakeServiceTests(SynchronousTestCase):
     def test_allow(self) -> None:
         """Only ``--allow`` networks are served; unix peers always are."""
         site = self.start("--allow", "10.0.0.0/8", "--allow", "2001:db8::/32")
-        self.assertIsNone(site.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1)))
-        self.assertIsNotNone(site.buildProtocol(IPv4Address("TCP", "10.1.2.3", 1)))
-        self.assertIsNotNone(
-            site.buildProtocol(IPv6Address("TCP", "::ffff:10.1.2.3", 1))
-        )
-        self.assertIsNotNone(site.buildProtocol(IPv6Address("TCP", "2001:db8::1", 1)))
-        self.assertIsNone(site.buildProtocol(IPv6Address("TCP", "::1", 1)))
-        self.assertIsNotNone(site.buildProtocol(UNIXAddress(None)))
+        for address, served in [
+            (IPv4Address("TCP", "192.0.2.1", 1), False),
+            (IPv4Address("TCP", "10.1.2.3", 1), True),
+            (IPv6Address("TCP", "::ffff:10.1.2.3", 1), True),
+            (IPv6Address("TCP", "2001:db8::1", 1), True),
+            (IPv6Address("TCP", "::1", 1), False),
+            (UNIXAddress(None), True),
+        ]:
+            protocol = site.buildProtocol(address)
+            self.assertIsInstance(protocol, SCGIChannel, address)
+            self.assertEqual(
+                not isinstance(protocol, RefusedConnection), served, address
+            )
 
     def test_allowEveryone(self) -> None:
         """Without ``--allow`` every peer is served."""
