@@ -225,6 +225,30 @@ class DocumentationExamplesTests(SynchronousTestCase):
         failures = runListening(wrong)
         self.assertEqual(len(failures), 2, failures)
 
+    def test_shownFilesEqualTheirSources(self) -> None:
+        """Every configuration shown in docs/ is the very file the tests run.
+
+        Configurations are shown as plain code blocks, readable where Markdown is read
+        (a code host), each after an ``<!-- file: deploy/NAME -->`` comment; the block
+        must equal that file, byte for byte.  No ``literalinclude`` is left (it shows
+        nothing outside Sphinx).
+        """
+        from ._frontend_cases import shownFiles
+
+        count = 0
+        for guide in sorted((ROOT / "docs").glob("*.md")):
+            text = guide.read_text(encoding="utf-8")
+            self.assertNotIn("{literalinclude}", text, guide.name)
+            markers = text.count("<!-- file: ")
+            shown = shownFiles(guide.name)
+            self.assertEqual(
+                len(shown), markers, f"{guide.name}: a marker without block"
+            )
+            for path, block in shown:
+                self.assertEqual(block, path.read_text(encoding="utf-8"), path.name)
+            count += len(shown)
+        self.assertGreaterEqual(count, 12)
+
     def test_everyExampleRuns(self) -> None:
         """Each example runs; a listening one answers as stated; tests pass."""
         failures = []
