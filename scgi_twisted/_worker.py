@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port.setServiceParent(parent)  # type: ignore[no-untyped-call]
     worker = _Worker(reactor, number)
     try:
-        parent.startService()  # type: ignore[no-untyped-call]
+        parent.startService()
     except Exception:
         _log.failure("Worker {number} could not start", number=number)
         return 1

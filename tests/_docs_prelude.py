@@ -18,6 +18,7 @@ import re
 import runpy
 import sys
 import tempfile
+from functools import partial
 from typing import Any
 
 from twisted.internet import endpoints, reactor
@@ -114,7 +115,7 @@ class _Probe(Protocol):
 
 def _probe_all() -> None:
     for path in _paths:
-        factory: Any = ClientFactory.forProtocol(lambda path=path: _Probe(path))
+        factory: Any = ClientFactory.forProtocol(partial(_Probe, path))
         for kind, address in _targets:
             if kind == "unix":
                 reactor.connectUNIX(address.name, factory)  # type: ignore[attr-defined]
