@@ -35,7 +35,13 @@ from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublish
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from scgi_twisted.tap import Options, SCGIService, StartupError, makeService
+from scgi_twisted.tap import (
+    Options,
+    SCGIService,
+    StartupError,
+    _listenProblem,
+    makeService,
+)
 
 from .test_plugin import TWIST, TWISTD, environment, temporaryDirectory
 
@@ -381,3 +387,71 @@ class CommandLineTests(SynchronousTestCase):
         result = self.run_(["--timeout", "x"], command=TWIST)
         lines = self.assertShortFailure(result, "twist scgi: --timeout: 'x'")
         self.assertEqual(lines[-1], "Run 'twist scgi --help' for the options.")
+
+
+class DocumentedMessagesTests(SynchronousTestCase):
+    """The error lines ``docs/options.md`` shows are the lines the program prints."""
+
+    def setUp(self) -> None:
+        self.directory = temporaryDirectory(self)
+        self.addCleanup(sys.modules.pop, "kleinapp", None)
+        self.addCleanup(sys.modules.pop, "myapp", None)
+
+    def module(self, name: str, text: str) -> None:
+        """Make ``name`` importable with ``text`` as its source, afresh."""
+        sys.modules.pop(name, None)
+        place = self.directory / name
+        place.mkdir(exist_ok=True)
+        (place / f"{name}.py").write_text(textwrap.dedent(text), encoding="utf-8")
+        sys.path.insert(0, str(place))
+        self.addCleanup(sys.path.remove, str(place))
+
+    def usageLine(self, *arguments: str) -> str:
+        """Return the first line the command line prints for ``arguments``."""
+        with self.assertRaises(usage.UsageError) as context:
+            Options().parseOptions(list(arguments))
+        return f"twistd scgi: {context.exception}"
+
+    def test_documentedLines(self) -> None:
+        """Each ``twistd scgi: ...`` line in the options reference is reproduced."""
+        produced = [
+            self.usageLine("--max-body-size", "10Q"),
+            self.usageLine("--listen", "127.0.0.1:4000"),
+            self.usageLine(
+                "--resource", "twisted.web.resource.Resource", "--path", "."
+            ),
+        ]
+        self.module(
+            "kleinapp",
+            """
+            class Klein:
+                def resource(self):
+                    raise AssertionError("not called")
+            app = Klein()
+            """,
+        )
+        produced.append(self.usageLine("--wsgi", "kleinapp.app"))
+        self.module("myapp", "def main():\n    return []\n")
+        produced.append(self.usageLine("--wsgi", "myapp.main"))
+        self.module(
+            "myapp",
+            '"""My application."""\nimport os\n\n'
+            'DATABASE = os.environ["DATABASE_URL"]\n',
+        )
+        self.patch(os, "environ", {})
+        line = self.usageLine("--resource", "myapp.root")
+        produced.append(line.replace(str(self.directory / "myapp"), "/srv/app"))
+        busy = CannotListenError("127.0.0.1", 4000, OSError(98, "in use"))
+        produced.append(f"twistd scgi: {_listenProblem(busy)}")
+        self.assertFalse(os.path.exists("/run/myapp"))
+        missing = FileNotFoundError(2, "No such file", "123")
+        missing.filename2 = "/run/myapp/scgi.sock.lock"
+        produced.append(f"twistd scgi: {_listenProblem(missing)}")
+
+        text = (Path(__file__).parent.parent / "docs" / "options.md").read_text(
+            encoding="utf-8"
+        )
+        documented = [
+            line for line in text.splitlines() if line.startswith("twistd scgi: ")
+        ]
+        self.assertEqual(sorted(documented), sorted(produced))
