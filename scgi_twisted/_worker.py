@@ -307,7 +307,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config.parseOptions(options)
     except usage.UsageError as error:
-        _log.critical("Bad options: {error}", error=error)
+        if error.__cause__ is None:
+            _log.critical("Bad options: {error}", error=error)
+            return 2
+        # The application raised while it was imported or built.
+        _log.failure(
+            "Worker {number} could not load the application: {error}",
+            Failure(error.__cause__),  # type: ignore[no-untyped-call]
+            number=number,
+            error=error,
+        )
         return 2
     except Exception:
         _log.failure("Worker {number} could not load the application", number=number)

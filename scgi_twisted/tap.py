@@ -808,17 +808,10 @@ def _root(config: Options, reactor: object) -> tuple[IResource, str]:
     return DefaultPage(), "the built-in page"
 
 
-class SCGIService(service.MultiService):
-    """The listeners of one site, stopped gracefully.
+class _StartupGuard(service.MultiService):
+    """Services whose start-up errors are told in one line on the command line.
 
-    On stop (SIGTERM, SIGINT) every listener stops accepting at once, after taking
-    the connections the kernel had already queued for it; requests in flight then
-    have the grace period to finish before their connections are closed.
-
-    :ivar site: the site whose connections are drained.
-    :ivar gracePeriod: the grace period, in seconds.
-    :ivar endpoints: the endpoints whose ports' backlogs are taken on stop.
-    :ivar announcement: logged once every listener listens (nothing if empty).
+    :ivar announcement: logged once every child has started (nothing if empty).
     :ivar command: the command name for start-up errors printed on the command line,
         such as ``twistd scgi``; ``None`` raises them unchanged (from Python, or with
         ``--traceback``).
@@ -827,25 +820,9 @@ class SCGIService(service.MultiService):
     announcement = ""
     command: str | None = None
 
-    def __init__(self, site: SCGISite, gracePeriod: float) -> None:
-        """Create the service for ``site`` with a grace period in seconds."""
+    def __init__(self) -> None:
+        """Create the service, with no children yet."""
         super().__init__()  # type: ignore[no-untyped-call]
-        self.site = site
-        self.gracePeriod = gracePeriod
-        self.endpoints: list[RecordingEndpoint] = []
-
-    def _acceptBacklogs(self) -> None:
-        """Take every connection queued on our ports; new ones are refused."""
-        site = self.site
-        taken = 0
-        for endpoint in self.endpoints:
-            for port in endpoint.ports:
-                taken += acceptBacklog(port, lambda: site.connections)
-        if taken:
-            _log.info(
-                "Took {count} queued connection(s) before closing the listeners",
-                count=taken,
-            )
 
     def privilegedStartService(self) -> None:
         """Listen (``twistd`` listens before it drops privileges)."""
@@ -870,6 +847,39 @@ class SCGIService(service.MultiService):
         sys.excepthook = _quietStartupErrors(sys.excepthook)
         return StartupError(f"{self.command}: {_listenProblem(error)}")
 
+
+class SCGIService(_StartupGuard):
+    """The listeners of one site, stopped gracefully.
+
+    On stop (SIGTERM, SIGINT) every listener stops accepting at once, after taking
+    the connections the kernel had already queued for it; requests in flight then
+    have the grace period to finish before their connections are closed.
+
+    :ivar site: the site whose connections are drained.
+    :ivar gracePeriod: the grace period, in seconds.
+    :ivar endpoints: the endpoints whose ports' backlogs are taken on stop.
+    """
+
+    def __init__(self, site: SCGISite, gracePeriod: float) -> None:
+        """Create the service for ``site`` with a grace period in seconds."""
+        super().__init__()
+        self.site = site
+        self.gracePeriod = gracePeriod
+        self.endpoints: list[RecordingEndpoint] = []
+
+    def _acceptBacklogs(self) -> None:
+        """Take every connection queued on our ports; new ones are refused."""
+        site = self.site
+        taken = 0
+        for endpoint in self.endpoints:
+            for port in endpoint.ports:
+                taken += acceptBacklog(port, lambda: site.connections)
+        if taken:
+            _log.info(
+                "Took {count} queued connection(s) before closing the listeners",
+                count=taken,
+            )
+
     def stopService(self) -> Deferred[None]:
         """Stop listening, then wait for the open connections (up to the grace)."""
         site = self.site
@@ -889,6 +899,18 @@ class SCGIService(service.MultiService):
         return stopped.addCallback(drain).addBoth(release)
 
 
+def _commandLine(config: Options) -> str | None:
+    """Return ``twistd scgi`` (or ``twist scgi``) if start-up errors are to be short.
+
+    That is when the options were parsed on the command line (as a subcommand of
+    ``twistd`` or ``twist``) without ``--traceback``.
+    """
+    commandLine = getattr(config, "parent", None)
+    if commandLine is None or config.get("traceback"):
+        return None
+    return f"{_commandName(commandLine)} scgi"
+
+
 def makeService(config: Options, reactor: Any = None) -> service.MultiService:
     """Build the ``twistd scgi`` service: one SCGI site on every ``--listen``.
 
@@ -904,7 +926,9 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
     if config.get("workers"):
         from ._workers import makeSupervisorService  # noqa: PLC0415
 
-        return makeSupervisorService(config, reactor)
+        supervised = makeSupervisorService(config, reactor)
+        supervised.command = _commandLine(config)
+        return supervised
     root, description = _root(config, reactor)
     accessLog = config["access-log"]
     site = _CommandLineSite(
@@ -945,7 +969,5 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
     parent.announcement = (
         f"Serving {description} over SCGI on {', '.join(config['listen'])}"
     )
-    commandLine = getattr(config, "parent", None)
-    if commandLine is not None and not config["traceback"]:
-        parent.command = f"{_commandName(commandLine)} scgi"
+    parent.command = _commandLine(config)
     return parent

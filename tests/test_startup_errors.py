@@ -302,6 +302,19 @@ class CommandLineTests(SynchronousTestCase):
         )
         self.assertTrue(line.startswith("twistd scgi: "), line)
 
+    def test_busyPortWorkers(self) -> None:
+        """With ``--workers``, the supervisor's failed bind is the same one line."""
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = self.run_(
+            ["--workers", "2", "--listen", f"tcp:{port}:interface=127.0.0.1"]
+        )
+        self.assertShortFailure(result, f"127.0.0.1:{port}", "already in use")
+        self.assertNotIn("Starting 2 worker(s)", result.out)
+
     def test_unixSocketMissingDirectory(self) -> None:
         """A unix socket in a missing directory names the directory to create."""
         missing = self.directory / "run" / "myapp"
