@@ -92,3 +92,36 @@ class ReadmeTests(SynchronousTestCase):
         self.assertEqual(response.status, b"200 OK")
         self.assertIn(server.stop(), STOPPED, server.output())
         self.assertNotIn("Traceback", server.output())
+
+
+class SystemdInstallTests(SynchronousTestCase):
+    """The systemd guide installs what exists: a checkout, or the wheel built from it.
+
+    Both ways are run elsewhere: :meth:`ReadmeTests.test_firstCommandRuns` installs a
+    checkout with ``pip install``, and ``tests/test_plugin.py``'s packaging tests build
+    the wheel and install it into a new virtual environment.
+    """
+
+    def test_installsFromACheckoutOrAWheel(self) -> None:
+        """It never says ``pip install scgi-twisted``; its wheel name is right."""
+        text = (ROOT / "docs" / "systemd.md").read_text(encoding="utf-8")
+        blocks = [block for block in _SH.findall(text) if "pip install" in block]
+        self.assertEqual(len(blocks), 1, blocks)
+        pipLines = [
+            line.lstrip("# ").strip()
+            for line in blocks[0].splitlines()
+            if "pip install" in line
+        ]
+        self.assertTrue(pipLines)
+        for line in pipLines:
+            target = line.split("pip install", 1)[1].split("#")[0].strip()
+            self.assertTrue(target.startswith("/"), line)
+        version = re.search(
+            r'^version = "([^"]+)"',
+            (ROOT / "pyproject.toml").read_text(encoding="utf-8"),
+            re.MULTILINE,
+        )
+        assert version is not None
+        wheel = f"scgi_twisted-{version.group(1)}-py3-none-any.whl"
+        self.assertTrue(any(line.endswith(wheel) for line in pipLines), pipLines)
+        self.assertIn("python3 -m build --wheel", text)
