@@ -236,7 +236,11 @@ class DocumentationExamplesTests(SynchronousTestCase):
                 len(shown), markers, f"{guide.name}: a marker without block"
             )
             for path, block in shown:
-                self.assertEqual(block, path.read_text(encoding="utf-8"), path.name)
+                self.assertEqual(
+                    block,
+                    path.read_text(encoding="utf-8"),
+                    f"{guide.name} shows an old {path.name}: python -m tests.sync_docs",
+                )
             count += len(shown)
         self.assertGreaterEqual(count, 12)
 
