@@ -844,8 +844,11 @@ class _StartupGuard(service.MultiService):
         """Return the error to raise when listening failed with ``error``."""
         if isinstance(error, StartupError) or self.command is None:
             return error
+        message = f"{self.command}: {_listenProblem(error)}"
+        # Into the twistd log as well: a daemonizing twistd sends its user there.
+        _log.critical("{message}", message=message)
         sys.excepthook = _quietStartupErrors(sys.excepthook)
-        return StartupError(f"{self.command}: {_listenProblem(error)}")
+        return StartupError(message)
 
 
 class SCGIService(_StartupGuard):

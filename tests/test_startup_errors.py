@@ -271,8 +271,9 @@ class CommandLineTests(SynchronousTestCase):
     def assertShortFailure(self, result: Result, *fragments: str) -> list[str]:
         """Assert status 1, at most two lines on stderr holding ``fragments``.
 
-        Also: no traceback anywhere, no help text, no "Serving" announcement, no
-        scgi_twisted log line on standard output, and no ``twistd.pid`` left.
+        Also: no traceback anywhere, no help text, no "Serving" announcement, at
+        most one scgi_twisted log line on standard output (the log), which repeats
+        the error, and no ``twistd.pid`` left.
 
         :returns: the lines on standard error.
         """
@@ -285,7 +286,10 @@ class CommandLineTests(SynchronousTestCase):
             self.assertNotIn("Traceback", text, result)
             self.assertNotIn("--max-body-size=", text, result)
             self.assertNotIn("Serving ", text, result)
-        self.assertNotIn("scgi_twisted", result.out, result)
+        logged = [line for line in result.out.splitlines() if "scgi_twisted" in line]
+        self.assertLessEqual(len(logged), 1, result)
+        for line in logged:
+            self.assertIn("#critical] " + lines[0], line, result)
         self.assertFalse((self.directory / "twistd.pid").exists(), result)
         return lines
 
@@ -340,6 +344,24 @@ class CommandLineTests(SynchronousTestCase):
             ],
         )
         self.assertEqual(result.out, "")
+
+    def test_daemonLogFile(self) -> None:
+        """A daemonizing twistd points to its log file: the error is in it."""
+        busy = socket.socket()
+        self.addCleanup(busy.close)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = self.run_(
+            ["--listen", f"tcp:{port}:interface=127.0.0.1"],
+            command=(*TWISTD, "--logfile=twistd.log"),
+        )
+        self.assertEqual(result.status, 1, result)
+        self.assertIn("An error has occurred", result.out + result.err)
+        log = (self.directory / "twistd.log").read_text(encoding="utf-8")
+        self.assertIn(f"twistd scgi: cannot listen on 127.0.0.1:{port}", log)
+        self.assertNotIn("Traceback", log)
+        self.assertFalse((self.directory / "twistd.pid").exists(), result)
 
     def test_unknownOption(self) -> None:
         """An unknown option is a short usage error too."""
