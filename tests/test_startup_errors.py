@@ -68,6 +68,16 @@ MODULES = {
         root = Resource()
 
 
+        class BrokenKlein:
+            """Its resource() method raises."""
+
+            def resource(self):
+                raise RuntimeError("no routes")
+
+
+        brokenApp = BrokenKlein()
+
+
         def noArguments():
             return [b"never"]
 
@@ -157,6 +167,12 @@ class HintTests(SynchronousTestCase):
         self.assertIn("scgi_boom.py, line 4", message)
         self.assertIn("--traceback", message)
         self.assertEqual(len(message.splitlines()), 1)
+
+    def test_resourceMethodRaises(self) -> None:
+        """An app whose resource() raises is named, with what it raised."""
+        message = self.refused("--resource", "scgi_kinds.brokenApp")
+        self.assertTrue(message.startswith("--resource: calling <"), message)
+        self.assertIn(".resource() raised RuntimeError: no routes", message)
 
     def test_resourceFactoryRaises(self) -> None:
         """A ``--resource`` factory that raises when called is named as the culprit."""
