@@ -24,4 +24,3 @@ autodoc_typehints = "description"
 nitpicky = False
 html_theme = "alabaster"
 html_title = "scgi_twisted"
-suppress_warnings = ["myst.xref_missing"]

@@ -70,6 +70,7 @@ from ._environ import (
 )
 from ._errors import (
     BodyTooLargeError,
+    HTTPRequestError,
     LocalProtocolError,
     PrematureEOFError,
     RemoteProtocolError,
@@ -82,6 +83,7 @@ from ._sansio import (
     RequestEnded,
     SCGIParser,
     State,
+    encode_http_error,
     encode_response_head,
 )
 from ._streaming import BodyProducer, IStreamingUploadResource, NotStreamingError
@@ -904,7 +906,12 @@ class SCGIChannel(Protocol):
             error=str(error),
         )
         if not self._responseStarted:
-            self._writeError(error.status_hint, str(error))
+            if isinstance(error, HTTPRequestError):
+                # The peer speaks HTTP: answer in HTTP, which it can read.
+                self._responseStarted = True
+                self.transport.write(encode_http_error(error.status_hint, str(error)))
+            else:
+                self._writeError(error.status_hint, str(error))
         self._abortRequest(_failure(error))
         parser = self._parser
         target = self._requestEnd

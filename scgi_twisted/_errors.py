@@ -12,6 +12,7 @@ __all__ = [
     "BodyTooLargeError",
     "ClientError",
     "ConnectFailedError",
+    "HTTPRequestError",
     "HeaderTooLargeError",
     "LocalProtocolError",
     "MalformedResponseError",
@@ -44,6 +45,14 @@ class RemoteProtocolError(SCGIError, ValueError):
         super().__init__(message)
         if status_hint is not None:
             self.status_hint = status_hint
+
+
+class HTTPRequestError(RemoteProtocolError):
+    """The peer sent an HTTP request (such as ``GET / HTTP/1.1``), not SCGI.
+
+    The likeliest first mistake: a browser or ``curl`` pointed at the SCGI port.  It is
+    answered in HTTP, which that peer reads, rather than with a CGI ``Status`` line.
+    """
 
 
 class HeaderTooLargeError(RemoteProtocolError):

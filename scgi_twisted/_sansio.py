@@ -28,6 +28,7 @@ from http import HTTPStatus
 from ._errors import (
     BodyTooLargeError,
     HeaderTooLargeError,
+    HTTPRequestError,
     LocalProtocolError,
     PrematureEOFError,
     RemoteProtocolError,
@@ -43,6 +44,7 @@ __all__ = [
     "RequestEnded",
     "SCGIParser",
     "State",
+    "encode_http_error",
     "encode_response_head",
 ]
 
@@ -54,6 +56,18 @@ DEFAULT_MAX_VARIABLES = 500
 
 MAX_CONTENT_LENGTH = 2**63 - 1
 """The largest ``CONTENT_LENGTH`` any real body can have; larger values are refused."""
+
+_HTTP_METHODS = tuple(
+    method + b" "
+    for method in (
+        b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS",
+        b"TRACE", b"PATCH", b"PRI", b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY",
+        b"MOVE", b"LOCK", b"UNLOCK",
+    )
+)  # fmt: skip
+"""The request lines that mark an HTTP request: a method token, then a space."""
+
+_LONGEST_METHOD = max(len(method) for method in _HTTP_METHODS)
 
 _DIGITS = frozenset(b"0123456789")
 _COLON = ord(":")
@@ -148,6 +162,10 @@ class SCGIParser:
 
     ERR_EMPTY_LENGTH = "the netstring length is empty"
     ERR_LENGTH_NOT_DIGITS = "the netstring length is not ASCII digits"
+    ERR_HTTP_REQUEST = (
+        "this is an HTTP request, but this port speaks SCGI: put an HTTP server such "
+        "as nginx in front of it (scgi_pass), or send SCGI requests with scgi-client"
+    )
     ERR_LENGTH_LEADING_ZERO = "the netstring length has a leading zero"
     ERR_LENGTH_TOO_LARGE = "the header block is longer than {limit} bytes"
     ERR_BAD_TERMINATOR = "the header block is not followed by ','"
@@ -286,6 +304,8 @@ class SCGIParser:
                 colon = index
                 break
             if byte not in _DIGITS:
+                if index == 0 and not self._http_judged(buffer):
+                    return False
                 raise RemoteProtocolError(self.ERR_LENGTH_NOT_DIGITS)
             if index == 1 and buffer[0] == _ZERO:
                 raise RemoteProtocolError(self.ERR_LENGTH_LEADING_ZERO)
@@ -302,6 +322,21 @@ class SCGIParser:
         if colon == 0:
             raise RemoteProtocolError(self.ERR_EMPTY_LENGTH)
         return self._length_read(colon, int(buffer[:colon]))
+
+    def _http_judged(self, buffer: bytearray) -> bool:
+        """Judge whether a stream that starts with a non-digit is an HTTP request.
+
+        A netstring starts with a digit; an HTTP request starts with a method and a
+        space.  The verdict waits only while the bytes so far begin such a request
+        line (at most the longest method), so it never depends on how reads split.
+
+        :returns: ``False`` while undecided, ``True`` if it is not HTTP.
+        :raises HTTPRequestError: if it is an HTTP request.
+        """
+        head = bytes(buffer[:_LONGEST_METHOD])
+        if head.startswith(_HTTP_METHODS):
+            raise HTTPRequestError(self.ERR_HTTP_REQUEST)
+        return self._eof or not any(method.startswith(head) for method in _HTTP_METHODS)
 
     def _length_read(self, colon: int, length: int) -> bool:
         """Drop the length prefix (ending at ``colon``) and expect ``length`` bytes."""
@@ -509,6 +544,29 @@ def encode_response_head(
             raise LocalProtocolError("the reason phrase holds CR, LF or NUL")
         _check_values(headers)
     return head
+
+
+def encode_http_error(status: int, message: str) -> bytes:
+    """Return a complete HTTP/1.0 error response, for a peer that spoke HTTP to us.
+
+    :param status: the status code, such as 400.
+    :param message: the text of the body (one line); ``Connection: close`` is sent.
+    :raises LocalProtocolError: for a status outside 100-999.
+    """
+    if not 100 <= status <= 999:
+        raise LocalProtocolError(f"status {status!r} is not a three-digit code")
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
+    body = f"{status} {reason}: {message}\n".encode("utf-8", "replace")
+    return (
+        b"HTTP/1.0 %d %s\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: %d\r\n"
+        b"Connection: close\r\n"
+        b"\r\n" % (status, reason.encode("ascii"), len(body))
+    ) + body
 
 
 def _check_values(headers: Iterable[tuple[bytes, bytes]]) -> None:

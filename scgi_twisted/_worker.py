@@ -307,7 +307,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config.parseOptions(options)
     except usage.UsageError as error:
-        _log.critical("Bad options: {error}", error=error)
+        if error.__cause__ is None:
+            _log.critical("Bad options: {error}", error=error)
+            return 2
+        # The application raised while it was imported or built.
+        _log.failure(
+            "Worker {number} could not load the application: {error}",
+            Failure(error.__cause__),  # type: ignore[no-untyped-call]
+            number=number,
+            error=error,
+        )
         return 2
     except Exception:
         _log.failure("Worker {number} could not load the application", number=number)
@@ -323,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port.setServiceParent(parent)  # type: ignore[no-untyped-call]
     worker = _Worker(reactor, number)
     try:
-        parent.startService()  # type: ignore[no-untyped-call]
+        parent.startService()
     except Exception:
         _log.failure("Worker {number} could not start", number=number)
         return 1

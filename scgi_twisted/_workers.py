@@ -41,7 +41,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application import service
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -54,6 +54,9 @@ from twisted.python.failure import Failure
 
 from . import _worker
 from ._systemd import inheritedSafely, monotonicMicroseconds, notify
+
+if TYPE_CHECKING:
+    from .tap import _StartupGuard
 
 __all__ = [
     "MAX_RESTART_DELAY",
@@ -569,7 +572,7 @@ _ROOTS = {
 }
 
 
-def makeSupervisorService(config: Any, reactor: Any) -> service.MultiService:
+def makeSupervisorService(config: Any, reactor: Any) -> _StartupGuard:
     """Build the service of ``twistd scgi --workers N``.
 
     :param config: the parsed :class:`scgi_twisted.tap.Options`; its ``arguments``
@@ -577,7 +580,7 @@ def makeSupervisorService(config: Any, reactor: Any) -> service.MultiService:
     :param reactor: the reactor.
     :returns: a service holding the :class:`Supervisor`.
     """
-    from .tap import _listensEverywhere  # noqa: PLC0415
+    from .tap import _listensEverywhere, _StartupGuard  # noqa: PLC0415
 
     arguments = getattr(config, "arguments", None)
     if arguments is None:
@@ -592,7 +595,7 @@ def makeSupervisorService(config: Any, reactor: Any) -> service.MultiService:
                 "HTTPS from any peer that connects. Give an interface= or --allow.",
                 listen=description,
             )
-    parent = service.MultiService()  # type: ignore[no-untyped-call]
+    parent = _StartupGuard()
     supervisor = Supervisor(
         reactor,
         config["listen"],
@@ -601,14 +604,14 @@ def makeSupervisorService(config: Any, reactor: Any) -> service.MultiService:
         config["grace-period"],
     )
     supervisor.setServiceParent(parent)  # type: ignore[no-untyped-call]
-    _log.info(
-        "Serving {root} over SCGI on {listen} with {count} worker processes",
-        root=(
-            f"{_ROOTS[config['root']]} {config['root-name']}"
-            if config["root"] in _ROOTS
-            else "the built-in page"
-        ),
-        listen=", ".join(config["listen"]),
-        count=config["workers"],
+    root = (
+        f"{_ROOTS[config['root']]} {config['root-name']}"
+        if config["root"] in _ROOTS
+        else "the built-in page"
+    )
+    # Logged once the supervisor has bound every --listen, not before.
+    parent.announcement = (
+        f"Serving {root} over SCGI on {', '.join(config['listen'])} with "
+        f"{config['workers']} worker processes"
     )
     return parent

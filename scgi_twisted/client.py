@@ -164,13 +164,74 @@ def _isEndpointType(name: str) -> bool:
     )
 
 
+def _splitEndpoint(description: str) -> list[str]:
+    r"""Split an endpoint string on its unescaped colons, removing the escapes.
+
+    ``tcp6:4000:interface=\:\:1`` is ``["tcp6", "4000", "interface=::1"]``.
+    """
+    parts = [""]
+    characters = iter(description)
+    for character in characters:
+        if character == "\\":
+            parts[-1] += next(characters, "")
+        elif character == ":":
+            parts.append("")
+        else:
+            parts[-1] += character
+    return parts
+
+
+_UNIX_SERVER_KEYWORDS = frozenset({"mode", "lockfile", "backlog", "wantPID"})
+_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "::0": "::1"}
+
+
+def _fromServerEndpoint(reactor: Any, description: str) -> IStreamClientEndpoint | None:
+    r"""Turn a *server* endpoint string into the client endpoint that reaches it.
+
+    ``tcp:4000:interface=127.0.0.1`` (as ``twistd scgi`` logs it), ``tcp:4000``,
+    ``tcp6:4000:interface=\:\:1`` and ``unix:/run/app/scgi.sock:mode=660``; a
+    server on every interface is reached on the loopback address.
+
+    :returns: the endpoint, or ``None`` if ``description`` is no such string.
+    :raises ValueError: for a port that is not a number in 0-65535.
+    """
+    kind, *arguments = _splitEndpoint(description)
+    kind = kind.lower()
+    positional = [argument for argument in arguments if "=" not in argument]
+    keywords = dict(argument.split("=", 1) for argument in arguments if "=" in argument)
+    if kind == "unix":
+        if not (_UNIX_SERVER_KEYWORDS & keywords.keys()):
+            return None
+        path = keywords.get("address") or (positional[0] if positional else "")
+        if not path:
+            raise ValueError(f"{description!r} names no socket path")
+        return UNIXClientEndpoint(  # type: ignore[no-untyped-call]
+            reactor, os.path.expanduser(path)
+        )
+    if kind not in ("tcp", "tcp6") or "host" in keywords:
+        return None
+    port = keywords.get("port") or (positional[0] if positional else "")
+    if not port.isdigit():
+        if kind == "tcp6":
+            raise ValueError(f"{description!r}: the port {port!r} is not a number")
+        return None
+    if int(port) > 65535:
+        raise ValueError(f"the port {port} is not in 0-65535")
+    interface = keywords.get("interface", "::" if kind == "tcp6" else "")
+    host = _LOOPBACK.get(interface, interface)
+    return cast(IStreamClientEndpoint, HostnameEndpoint(reactor, host, int(port)))
+
+
 def clientEndpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
     """Turn a command-line endpoint into a client endpoint.
 
-    Three forms are accepted:
+    Four forms are accepted:
 
     * a Twisted client endpoint string: ``tcp:127.0.0.1:4000``,
       ``unix:/run/app/scgi.sock``, ``tcp:host=example.net:port=4000:timeout=5``;
+    * the server's own endpoint string, as given to ``twistd scgi --listen`` and
+      logged by it: ``tcp:4000:interface=127.0.0.1``, ``tcp:4000``,
+      ``unix:/run/app/scgi.sock:mode=660``;
     * ``HOST:PORT`` or ``[IPV6]:PORT``, for ``HostnameEndpoint`` (IPv4 and IPv6);
     * a filesystem path (any text without ``:``, or starting with ``/``, ``./``,
       ``../`` or ``~``), for a unix socket.
@@ -186,6 +247,9 @@ def clientEndpoint(reactor: Any, description: str) -> IStreamClientEndpoint:
         return UNIXClientEndpoint(  # type: ignore[no-untyped-call]
             reactor, os.path.expanduser(description)
         )
+    server = _fromServerEndpoint(reactor, description)
+    if server is not None:
+        return server
     match = _HOST_PORT.match(description)
     if match is not None and not (match.group(2) and _isEndpointType(match.group(2))):
         host = match.group(1) or match.group(2)
@@ -856,7 +920,8 @@ deployment without its frontend.
 
 _EPILOG = """\
 ENDPOINT is a Twisted client endpoint (tcp:127.0.0.1:4000, unix:/run/app.sock),
-HOST:PORT, or the path of a unix socket.
+the server's own --listen string (tcp:4000:interface=127.0.0.1,
+unix:/run/app.sock:mode=660), HOST:PORT, or the path of a unix socket.
 
 exit status: 0 for a 2xx answer; 22 for any other status (0 with --no-fail);
 7 if the connection failed; 8 for a malformed or incomplete response; 28 on

@@ -13,18 +13,22 @@ given) and builds everything bound to it, such as the WSGI thread pool.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import ipaddress
 import math
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable
+from types import TracebackType
 from typing import IO, Any, ClassVar
 
 from twisted.application import service, strports
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
@@ -39,7 +43,7 @@ from ._site import DEFAULT_WRITE_TIMEOUT, SCGISite, resourceOf
 from ._stopping import RecordingEndpoint, acceptBacklog
 from ._systemd import InheritedSocketEndpoint, NotifyService, inheritedSafely
 
-__all__ = ["DEFAULT_LISTEN", "Options", "makeService", "parseSize"]
+__all__ = ["DEFAULT_LISTEN", "Options", "StartupError", "makeService", "parseSize"]
 
 _log = Logger()
 
@@ -118,6 +122,35 @@ def _named(option: str, name: str) -> object:
         raise _fail(
             option, f"importing {name!r} failed: {type(error).__name__}: {error}"
         ) from None
+    except Exception as error:
+        raise _fail(
+            option, f"importing {name!r} raised {_raised(error)}{_TRACEBACK_HINT}"
+        ) from error
+
+
+_TRACEBACK_HINT = " (add --traceback to see the whole traceback)"
+
+
+def _raised(error: BaseException) -> str:
+    """Describe an exception raised by the user's code: what, and on which line."""
+    where = ""
+    frames = traceback.extract_tb(error.__traceback__)
+    if frames:
+        last = frames[-1]
+        where = f" at {last.filename}, line {last.lineno}"
+    return f"{type(error).__name__}: {error}{where}"
+
+
+def _call(option: str, what: str, call: Callable[[], object]) -> object:
+    """Call the user's ``call``, turning what it raises into a usage error."""
+    try:
+        return call()
+    except usage.UsageError:
+        raise
+    except Exception as error:
+        raise _fail(
+            option, f"{what} raised {_raised(error)}{_TRACEBACK_HINT}"
+        ) from error
 
 
 def _requiredParameters(factory: Callable[..., object]) -> list[str]:
@@ -143,6 +176,11 @@ def _resourceOf(obj: object) -> IResource | None:
         return resourceOf(obj)
     except TypeError as error:
         raise _fail("resource", str(error)) from None
+    except Exception as error:
+        raise _fail(
+            "resource",
+            f"calling {obj!r}.resource() raised {_raised(error)}{_TRACEBACK_HINT}",
+        ) from error
 
 
 def _asResource(name: str, obj: object) -> IResource:
@@ -172,7 +210,7 @@ def _asResource(name: str, obj: object) -> IResource:
             f"{name!r} cannot be called without arguments (it needs "
             f"{', '.join(required)}){hint}",
         )
-    made = obj()
+    made = _call("resource", f"calling {name}()", obj)
     resource = _resourceOf(made)
     if resource is None:
         raise _fail(
@@ -182,9 +220,32 @@ def _asResource(name: str, obj: object) -> IResource:
     return resource
 
 
+_HOST_PORT = re.compile(
+    r"(?:(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):)?(?P<port>[0-9]+)"
+)
+"""``host:port``, ``[::1]:port``, ``:port`` or a bare port: not an endpoint string."""
+
+
+def _endpointHint(description: str) -> str:
+    """Suggest the endpoint string for what looks like ``host:port`` or a port."""
+    match = _HOST_PORT.fullmatch(description)
+    if match is None:
+        return ""
+    port = match["port"]
+    if match["ipv6"]:
+        interface = match["ipv6"].replace(":", "\\:")
+        return f"; did you mean tcp6:{port}:interface={interface}?"
+    if match["host"]:
+        return f"; did you mean tcp:{port}:interface={match['host']}?"
+    return f"; did you mean tcp:{port}:interface=127.0.0.1?"
+
+
 def _badEndpoint(description: str, error: Exception) -> str:
     """Describe why an endpoint string could not be parsed."""
-    return f"{description!r} is not a server endpoint: {type(error).__name__}: {error}"
+    return (
+        f"{description!r} is not a server endpoint: {type(error).__name__}: {error}"
+        f"{_endpointHint(description)}"
+    )
 
 
 def _endpointProblem(endpoint: object) -> str | None:
@@ -250,6 +311,12 @@ class Options(usage.Options):
             None,
             "Do not parse urlencoded and multipart POST bodies into request.args "
             "(twisted.web reads them into memory to parse them).",
+        ],
+        [
+            "traceback",
+            None,
+            "When the command line or start-up fails, also show the Python traceback "
+            "(the short message alone is shown by default).",
         ],
         [
             "half-close",
@@ -363,12 +430,39 @@ class Options(usage.Options):
         """
         self._checkRoot("wsgi")
         application = _named("wsgi", name)
+        if (
+            IResource.providedBy(application)
+            or (isinstance(application, type) and IResource.implementedBy(application))
+            or (
+                not isinstance(application, type)
+                and callable(getattr(application, "resource", None))
+            )
+        ):
+            raise _fail(
+                "wsgi",
+                f"{name!r} is a twisted.web resource (or, like a Klein app, has a "
+                f"resource() method), not a WSGI application: use --resource {name}",
+            )
         if not callable(application):
             raise _fail(
                 "wsgi",
                 f"{name!r} is {application!r}, which is not a WSGI application (a "
                 "callable taking environ and start_response)",
             )
+        try:
+            signature = inspect.signature(application)
+        except (TypeError, ValueError):  # some built-ins have no signature
+            signature = None
+        if signature is not None:
+            try:
+                signature.bind(object(), object())
+            except TypeError:
+                raise _fail(
+                    "wsgi",
+                    f"{name!r} cannot be called as {name}{signature}: a WSGI "
+                    "application is called with two arguments, environ and "
+                    "start_response",
+                ) from None
         self._setRoot("wsgi", application, name)
 
     def opt_path(self, directory: str) -> None:
@@ -528,17 +622,31 @@ class Options(usage.Options):
         self["workers"] = int(count)
 
     def parseOptions(self, options: list[str] | None = None) -> None:
-        """Parse the options, keeping them as given (``--workers`` passes them on)."""
+        """Parse the options, keeping them as given (``--workers`` passes them on).
+
+        As a ``twistd`` or ``twist`` subcommand (the command line), a usage error is
+        printed as two lines (the problem, and where the help is), without the whole
+        help text, and ends the process with status 1.  Used from Python, it is
+        raised as a :class:`~twisted.python.usage.UsageError`.
+        """
         self.arguments = list(sys.argv[1:] if options is None else options)
+        parent = getattr(self, "parent", None)
+        if parent is None:
+            super().parseOptions(options)  # type: ignore[no-untyped-call]
+            return
         try:
             super().parseOptions(options)  # type: ignore[no-untyped-call]
         except usage.UsageError as error:
-            if self.parent is None:
-                raise
-            # Under twistd, say what is wrong and exit 1 ourselves: Twisted 25.5's
-            # twistd printed the whole help and then exited 0 on a usage error.
-            sys.stderr.write(f"twistd scgi: {error}\n")
-            sys.stderr.write("twistd scgi --help lists the options.\n")
+            # Say what is wrong and exit 1 ourselves: twistd would print the whole
+            # help first (and Twisted 25.5's twistd then exited 0).
+            command = f"{_commandName(parent)} scgi"
+            lines = []
+            cause = error.__cause__
+            if "--traceback" in self.arguments and cause is not None:
+                lines.append("".join(traceback.format_exception(cause)).rstrip())
+            lines.append(f"{command}: {error}")
+            lines.append(f"Run '{command} --help' for the options.")
+            print("\n".join(lines), file=sys.stderr)
             raise SystemExit(1) from None
 
     def parseArgs(self, *arguments: str) -> None:
@@ -553,6 +661,91 @@ class Options(usage.Options):
         """Listen on :data:`DEFAULT_LISTEN` when no ``--listen`` was given."""
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
+
+
+def _commandName(parent: object) -> str:
+    """Return ``twist`` or ``twistd``: the command whose subcommand we are."""
+    if type(parent).__module__.startswith("twisted.application.twist"):
+        return "twist"
+    return "twistd"
+
+
+class StartupError(Exception):
+    """``twistd scgi`` could not start; the message says what failed and what to do.
+
+    On the command line (without ``--traceback``) only the message is printed, on
+    standard error, and the process ends with status 1.
+    """
+
+
+def _listenProblem(error: BaseException) -> str:
+    """Describe why listening failed, and what to do about it."""
+    if isinstance(error, CannotListenError):
+        where = f"{error.interface or '*'}:{error.port}"
+        socketError = error.socketError
+        code = getattr(socketError, "errno", None)
+        if code == errno.EADDRINUSE:
+            return (
+                f"cannot listen on {where}: the address is already in use (is another "
+                "server, perhaps another twistd scgi, running?): stop it or choose "
+                "another --listen"
+            )
+        if code == errno.EACCES:
+            return (
+                f"cannot listen on {where}: permission denied (ports below 1024 need "
+                "root): choose a port above 1024 with --listen"
+            )
+        if code == errno.EADDRNOTAVAIL:
+            return (
+                f"cannot listen on {where}: no interface of this machine has that "
+                "address: give one of its addresses in interface="
+            )
+        return f"cannot listen on {where}: {socketError}"
+    if isinstance(error, OSError) and error.filename:
+        # A unix socket's lock is a symbolic link to the pid: the path is filename2.
+        filename = os.fsdecode(error.filename2 or error.filename)
+        if filename.endswith(".lock"):
+            filename = filename[: -len(".lock")]
+        directory = os.path.dirname(filename) or "."
+        if isinstance(error, FileNotFoundError) and not os.path.isdir(directory):
+            return (
+                f"cannot create {filename}: the directory {directory} does not exist: "
+                "create it (with RuntimeDirectory= in a systemd unit, or mkdir -p) or "
+                "choose another path"
+            )
+        if isinstance(error, PermissionError):
+            return (
+                f"cannot create {filename}: permission denied: run as a user who may "
+                f"write to {directory}, or choose another path"
+            )
+        return f"cannot create {filename}: {error.strerror}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _quietStartupErrors(
+    hook: Callable[[type[BaseException], BaseException, TracebackType | None], Any],
+) -> Callable[[type[BaseException], BaseException, TracebackType | None], Any]:
+    """Wrap ``sys.excepthook`` to print a :class:`StartupError` as its message alone.
+
+    ``twistd`` and ``twist`` let an exception raised while starting the services end
+    the process (``twistd`` removes its pid file on the way); only the last step,
+    printing it, is ours to change.
+    """
+
+    def excepthook(
+        kind: type[BaseException],
+        value: BaseException,
+        tb: TracebackType | None,
+    ) -> Any:
+        if isinstance(value, StartupError):
+            stream = sys.__stderr__
+            if stream is not None:
+                stream.write(f"{value}\n")
+                stream.flush()
+            return None
+        return hook(kind, value, tb)
+
+    return excepthook
 
 
 class _StandardOutputLog:
@@ -615,7 +808,50 @@ def _root(config: Options, reactor: object) -> tuple[IResource, str]:
     return DefaultPage(), "the built-in page"
 
 
-class SCGIService(service.MultiService):
+class _StartupGuard(service.MultiService):
+    """Services whose start-up errors are told in one line on the command line.
+
+    :ivar announcement: logged once every child has started (nothing if empty).
+    :ivar command: the command name for start-up errors printed on the command line,
+        such as ``twistd scgi``; ``None`` raises them unchanged (from Python, or with
+        ``--traceback``).
+    """
+
+    announcement = ""
+    command: str | None = None
+
+    def __init__(self) -> None:
+        """Create the service, with no children yet."""
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    def privilegedStartService(self) -> None:
+        """Listen (``twistd`` listens before it drops privileges)."""
+        try:
+            super().privilegedStartService()  # type: ignore[no-untyped-call]
+        except Exception as error:
+            raise self._startupError(error) from error
+
+    def startService(self) -> None:
+        """Listen if not yet listening, then log the announcement."""
+        try:
+            super().startService()  # type: ignore[no-untyped-call]
+        except Exception as error:
+            raise self._startupError(error) from error
+        if self.announcement:
+            _log.info("{announcement}", announcement=self.announcement)
+
+    def _startupError(self, error: Exception) -> Exception:
+        """Return the error to raise when listening failed with ``error``."""
+        if isinstance(error, StartupError) or self.command is None:
+            return error
+        message = f"{self.command}: {_listenProblem(error)}"
+        # Into the twistd log as well: a daemonizing twistd sends its user there.
+        _log.critical("{message}", message=message)
+        sys.excepthook = _quietStartupErrors(sys.excepthook)
+        return StartupError(message)
+
+
+class SCGIService(_StartupGuard):
     """The listeners of one site, stopped gracefully.
 
     On stop (SIGTERM, SIGINT) every listener stops accepting at once, after taking
@@ -629,7 +865,7 @@ class SCGIService(service.MultiService):
 
     def __init__(self, site: SCGISite, gracePeriod: float) -> None:
         """Create the service for ``site`` with a grace period in seconds."""
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.site = site
         self.gracePeriod = gracePeriod
         self.endpoints: list[RecordingEndpoint] = []
@@ -666,6 +902,18 @@ class SCGIService(service.MultiService):
         return stopped.addCallback(drain).addBoth(release)
 
 
+def _commandLine(config: Options) -> str | None:
+    """Return ``twistd scgi`` (or ``twist scgi``) if start-up errors are to be short.
+
+    That is when the options were parsed on the command line (as a subcommand of
+    ``twistd`` or ``twist``) without ``--traceback``.
+    """
+    commandLine = getattr(config, "parent", None)
+    if commandLine is None or config.get("traceback"):
+        return None
+    return f"{_commandName(commandLine)} scgi"
+
+
 def makeService(config: Options, reactor: Any = None) -> service.MultiService:
     """Build the ``twistd scgi`` service: one SCGI site on every ``--listen``.
 
@@ -681,7 +929,9 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
     if config.get("workers"):
         from ._workers import makeSupervisorService  # noqa: PLC0415
 
-        return makeSupervisorService(config, reactor)
+        supervised = makeSupervisorService(config, reactor)
+        supervised.command = _commandLine(config)
+        return supervised
     root, description = _root(config, reactor)
     accessLog = config["access-log"]
     site = _CommandLineSite(
@@ -719,9 +969,8 @@ def makeService(config: Options, reactor: Any = None) -> service.MultiService:
             parent.endpoints.append(server.endpoint)
         server.setServiceParent(parent)  # type: ignore[no-untyped-call]
     NotifyService().setServiceParent(parent)  # type: ignore[no-untyped-call]
-    _log.info(
-        "Serving {root} over SCGI on {listen}",
-        root=description,
-        listen=", ".join(config["listen"]),
+    parent.announcement = (
+        f"Serving {description} over SCGI on {', '.join(config['listen'])}"
     )
+    parent.command = _commandLine(config)
     return parent

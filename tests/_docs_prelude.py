@@ -1,20 +1,24 @@
 """Run one documentation example for real, with its listeners moved out of the way.
 
-Used by ``tests/test_docs.py``: ``python -m tests._docs_prelude EXAMPLE.py``.  Before
-the example runs, every server endpoint it creates is rewritten to a free port (TCP)
-or a temporary path (unix), and ``reactor.run()`` is replaced by a short run during
-which one SCGI ``GET /`` request is sent to every ``SCGISite`` the example listens
-with.  The status lines received are printed as ``SCGI-STATUS <line>``; the process
-exits non-zero if the example raises.
+Used by ``tests/test_docs.py``: ``python -m tests._docs_prelude EXAMPLE.py [PATH...]``.
+Before the example runs, every server endpoint it creates is rewritten to a free port
+(TCP) or a temporary path (unix), and ``reactor.run()`` is replaced by a short run
+during which one SCGI ``GET`` request for each ``PATH`` (``/`` if none is given) is
+sent to every ``SCGISite`` the example listens with, as stock nginx sends it (the
+whole path in ``REQUEST_URI``, no ``SCRIPT_NAME``).  Each answer is printed as
+``SCGI-RESPONSE <json>`` with its path, status line and body; the process exits
+non-zero if the example raises.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
 import sys
 import tempfile
+from functools import partial
 from typing import Any
 
 from twisted.internet import endpoints, reactor
@@ -24,14 +28,21 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 
 _TEMP = tempfile.mkdtemp(prefix="scgi-docs-")
-_REQUEST_BLOCK = (
-    b"CONTENT_LENGTH\x000\x00SCGI\x001\x00REQUEST_METHOD\x00GET\x00"
-    b"REQUEST_URI\x00/\x00SERVER_PROTOCOL\x00HTTP/1.1\x00"
-    b"SERVER_NAME\x00localhost\x00SERVER_PORT\x0080\x00REMOTE_ADDR\x00127.0.0.1\x00"
-)
-_REQUEST = b"%d:%s," % (len(_REQUEST_BLOCK), _REQUEST_BLOCK)
 _targets: list[tuple[str, Any]] = []
-_results: list[str] = []
+_results: list[dict[str, str]] = []
+_paths: list[str] = ["/"]
+
+
+def _request(path: str) -> bytes:
+    """Return the SCGI request for ``GET path``, as stock nginx would send it."""
+    block = (
+        b"CONTENT_LENGTH\x000\x00SCGI\x001\x00REQUEST_METHOD\x00GET\x00"
+        b"REQUEST_URI\x00" + path.encode("utf-8") + b"\x00"
+        b"QUERY_STRING\x00\x00SERVER_PROTOCOL\x00HTTP/1.1\x00"
+        b"SERVER_NAME\x00localhost\x00SERVER_PORT\x0080\x00"
+        b"REMOTE_ADDR\x00127.0.0.1\x00HTTP_HOST\x00localhost\x00"
+    )
+    return b"%d:%s," % (len(block), block)
 
 
 def _rewrite(description: str) -> str:
@@ -80,27 +91,36 @@ def _tcp4(reactor_: Any, port: int, *args: Any, **kwargs: Any) -> _Recorder:
 
 
 class _Probe(Protocol):
-    def __init__(self) -> None:
+    def __init__(self, path: str) -> None:
+        self.path = path
         self.data = b""
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        self.transport.write(_REQUEST)
+        self.transport.write(_request(self.path))
 
     def dataReceived(self, data: bytes) -> None:
         self.data += data
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
-        _results.append(self.data.split(b"\r\n", 1)[0].decode("latin-1"))
+        head, _, body = self.data.partition(b"\r\n\r\n")
+        _results.append(
+            {
+                "path": self.path,
+                "status": head.split(b"\r\n", 1)[0].decode("latin-1"),
+                "body": body.decode("utf-8", "replace"),
+            }
+        )
 
 
 def _probe_all() -> None:
-    factory: Any = ClientFactory.forProtocol(_Probe)
-    for kind, address in _targets:
-        if kind == "unix":
-            reactor.connectUNIX(address.name, factory)  # type: ignore[attr-defined]
-        else:
-            reactor.connectTCP(address.host, address.port, factory)
+    for path in _paths:
+        factory: Any = ClientFactory.forProtocol(partial(_Probe, path))
+        for kind, address in _targets:
+            if kind == "unix":
+                reactor.connectUNIX(address.name, factory)  # type: ignore[attr-defined]
+            else:
+                reactor.connectTCP(address.host, address.port, factory)
 
 
 _original_run = reactor.run
@@ -110,8 +130,8 @@ def _short_run(*args: Any, **kwargs: Any) -> None:
     reactor.callLater(0.3, _probe_all)
     reactor.callLater(1.5, reactor.stop)
     _original_run(*args, **kwargs)
-    for line in _results:
-        print("SCGI-STATUS", line)
+    for result in _results:
+        print("SCGI-RESPONSE", json.dumps(result))
 
 
 def main() -> None:
@@ -119,6 +139,7 @@ def main() -> None:
     setattr(endpoints, "serverFromString", _server_from_string)  # noqa: B010
     setattr(endpoints, "TCP4ServerEndpoint", _tcp4)  # noqa: B010
     setattr(reactor, "run", _short_run)  # noqa: B010
+    _paths[:] = sys.argv[2:] or ["/"]
     runpy.run_path(sys.argv[1], run_name="__main__")
 
 

@@ -567,7 +567,23 @@ class FrontendCases(FrontendTestMixin):
 # The deployment guides.
 
 DOCS = REPOSITORY / "docs"
-_INCLUDE = re.compile(r"^```\{literalinclude\}\s+(\S+)\s*$", re.MULTILINE)
+_SHOWN = re.compile(
+    r"^<!-- file: (?P<path>\S+) -->\n```\w*\n(?P<text>.*?)^```$",
+    re.DOTALL | re.MULTILINE,
+)
+"""A file shown in a guide: its path in ``docs/``, then a code block with its text."""
+
+
+def shownFiles(guide: str) -> list[tuple[Path, str]]:
+    """Return ``(path, text shown)`` for every file the guide shows as a code block.
+
+    Every configuration is shown as plain Markdown (readable on a code host), each
+    block marked with the file it copies; :meth:`GuideCases.test_includedFilesExist`
+    checks that the copy equals the file, which is what the tests run.
+    """
+    text = (DOCS / guide).read_text(encoding="utf-8")
+    return [(DOCS / match["path"], match["text"]) for match in _SHOWN.finditer(text)]
+
 
 _CHECK_EXEC_START = """
 import os, shlex, sys
@@ -646,9 +662,8 @@ class GuideCases(_GuideBase):
     specs: ClassVar[Sequence[StackSpec]]
 
     def included(self) -> list[Path]:
-        """Return the files the guide includes with ``{literalinclude}``."""
-        text = (DOCS / self.guide).read_text(encoding="utf-8")
-        return [DOCS / match for match in _INCLUDE.findall(text)]
+        """Return the files the guide shows (as code blocks marked with the file)."""
+        return [path for path, _ in shownFiles(self.guide)]
 
     def test_guideIncludesTemplates(self) -> None:
         """The guide includes every template the suite renders, main files too."""
@@ -661,14 +676,21 @@ class GuideCases(_GuideBase):
             self.assertIn(path, included, f"{self.guide} does not include {template}")
 
     def test_includedFilesExist(self) -> None:
-        """Every file the guide includes exists, and the systemd units are shown."""
-        included = self.included()
-        for path in included:
-            self.assertTrue(path.is_file(), f"{self.guide} includes missing {path}")
-        systemd = (DOCS / "systemd.md").read_text(encoding="utf-8")
+        """Every file the guide shows exists and is shown exactly, systemd's too.
+
+        The guide's code block is a copy of the file the end-to-end tests run: any
+        difference fails here, so the two cannot drift apart.
+        """
+        shown = shownFiles(self.guide) + shownFiles("systemd.md")
+        self.assertTrue(shown)
+        for path, text in shown:
+            self.assertTrue(path.is_file(), f"{self.guide} shows missing {path}")
+            self.assertEqual(
+                text, path.read_text(encoding="utf-8"), f"{path.name} differs"
+            )
         self.assertIn("systemd.md", (DOCS / self.guide).read_text(encoding="utf-8"))
-        for unit in ("scgi-app.service", "scgi-app.socket"):
-            self.assertIn(f"{{literalinclude}} deploy/{unit}", systemd)
+        units = {path.name for path, _ in shownFiles("systemd.md")}
+        self.assertLessEqual({"scgi-app.service", "scgi-app.socket"}, units)
 
     def test_systemdExecStartAccepted(self) -> None:
         """``twistd`` accepts the ``ExecStart`` line of the service unit as it is.

@@ -203,6 +203,21 @@ def parseResponse(data: bytes) -> CGIResponse:
     return CGIResponse(int(code), reason, tuple(headers), body)
 
 
+def parseHTTPRefusal(data: bytes) -> CGIResponse:
+    """Parse the HTTP/1.0 answer to an HTTP request sent to the SCGI port, strictly.
+
+    The first line must be ``HTTP/1.0 <3 digits> <reason>``; the rest is checked as
+    :func:`parseResponse` checks a CGI response's head.
+
+    :raises ValueError: if ``data`` is not such a response.
+    """
+    first, separator, rest = data.partition(b"\r\n")
+    version, _, status = first.partition(b" ")
+    if version != b"HTTP/1.0" or not separator:
+        raise ValueError(f"the first line is not an HTTP/1.0 status line: {first!r}")
+    return parseResponse(b"Status: " + status + b"\r\n" + rest)
+
+
 # Driving a channel.
 
 

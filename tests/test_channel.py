@@ -61,6 +61,7 @@ from ._scgi import (
     headerBlock,
     netstring,
     nginxVariables,
+    parseHTTPRefusal,
     parseResponse,
     rawRequest,
     warningsAndErrors,
@@ -1321,7 +1322,7 @@ class ErrorTests(ChannelTestCase):
         """Each kind of malformed request gets its own 400."""
         variables = headerBlock([(b"SCGI", b"1")])
         cases: list[tuple[bytes, str]] = [
-            (b"GET / HTTP/1.1\r\n\r\n", SCGIParser.ERR_LENGTH_NOT_DIGITS),
+            (b"GEX / HTTP/1.1\r\n\r\n", SCGIParser.ERR_LENGTH_NOT_DIGITS),
             (b"\x16\x03\x01\x02\x00", SCGIParser.ERR_LENGTH_NOT_DIGITS),
             (b"070:", SCGIParser.ERR_LENGTH_LEADING_ZERO),
             (b":", SCGIParser.ERR_EMPTY_LENGTH),
@@ -1358,6 +1359,38 @@ class ErrorTests(ChannelTestCase):
             self.logged.clear()
             _, transport = self.assertRefused(data, 400, message)
             self.assertEqual(parseResponse(transport.value()).reason, b"Bad Request")
+
+    def test_httpRequest(self) -> None:
+        """An HTTP request on the SCGI port is answered in HTTP/1.0, naming SCGI.
+
+        ``curl http://127.0.0.1:4000/`` then prints the reason instead of "Received
+        HTTP/0.9 when not allowed"; nothing is dispatched, one warning is logged, and
+        the channel half-closes and drains as for any refused request.
+        """
+        requests = RecordingRequests()
+        site = self.makeSite(requestFactory=requests)
+        channel, transport = connect(site)
+        channel.dataReceived(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:4000\r\n\r\n")
+        data = transport.value()
+        self.assertTrue(data.startswith(b"HTTP/1.0 400 Bad Request\r\n"), data)
+        response = parseHTTPRefusal(data)
+        self.assertEqual(response.status, 400)
+        self.assertEqual(response.header(b"Connection"), b"close")
+        self.assertEqual(response.header(b"Content-Type"), b"text/plain; charset=utf-8")
+        self.assertEqual(response.header(b"Content-Length"), b"%d" % len(response.body))
+        self.assertEqual(
+            response.body,
+            f"400 Bad Request: {SCGIParser.ERR_HTTP_REQUEST}\n".encode(),
+        )
+        self.assertIn(b"speaks SCGI", response.body)
+        self.assertEqual(requests.made, [])
+        self.assertTrue(transport.writeClosed)
+        (warning,) = warningsAndErrors(self.logged)
+        self.assertEqual(warning["status"], 400)
+        channel.dataReceived(b"more of what the client sends")
+        self.assertEqual(transport.value(), data)
+        channel.readConnectionLost()
+        self.assertTrue(transport.disconnecting)
 
     def test_duplicatesStrict(self) -> None:
         """With merge_duplicates off, a repeated HTTP_* name is a 400."""

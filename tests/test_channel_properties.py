@@ -68,6 +68,7 @@ from tests._scgi import (
     headerBlock,
     netstring,
     nginxVariables,
+    parseHTTPRefusal,
     parseResponse,
 )
 
@@ -475,7 +476,15 @@ def checkOutcome(outcome: ChannelOutcome) -> None:
     assert not transport.lateWrites, (
         f"written after the close: {transport.lateWrites!r}"
     )
-    if output:
+    if output.startswith(b"HTTP/"):
+        # Only an HTTP request, refused before any dispatch, is answered in HTTP.
+        try:
+            response = parseHTTPRefusal(output)
+        except ValueError as error:
+            raise AssertionError(f"not one HTTP refusal: {error}") from None
+        assert response.status == 400, output[:300]
+        assert not app.requests, f"an HTTP answer after a dispatch: {output[:300]!r}"
+    elif output:
         try:
             response = parseResponse(output)
         except ValueError as error:
@@ -791,11 +800,15 @@ class HarnessTests(SynchronousTestCase):
 
     def test_refusedRequestClosed(self) -> None:
         """Garbage gets one 400 and the connection ends once the linger expired."""
-        outcome = runChannel([b"GET / HTTP/1.1\r\n\r\n"])
-        checkOutcome(outcome)
-        self.assertEqual(parseResponse(outcome.output).status, 400)
-        self.assertTrue(outcome.transport.writeClosed)
-        self.assertTrue(outcome.transport.aborted)
+        for garbage, parse in [
+            (b"GEX / HTTP/1.1\r\n\r\n", parseResponse),
+            (b"GET / HTTP/1.1\r\n\r\n", parseHTTPRefusal),
+        ]:
+            outcome = runChannel([garbage])
+            checkOutcome(outcome)
+            self.assertEqual(parse(outcome.output).status, 400)
+            self.assertTrue(outcome.transport.writeClosed)
+            self.assertTrue(outcome.transport.aborted)
 
     def test_checkRejectsBrokenOutcomes(self) -> None:
         """Two responses, a wrong length, late writes and logged errors all fail."""

@@ -257,6 +257,23 @@ class CommandTests(SynchronousTestCase):
         seen = self.account(scgiClient(f"tcp:127.0.0.1:{self.servers.port}", "/tcp"))
         self.assertEqual(seen["uri"], "/tcp")
 
+    def test_serverEndpointString(self) -> None:
+        """The server's own ``--listen`` strings connect, as its log line gives them.
+
+        ``scgi-client tcp:4000:interface=127.0.0.1 /`` (copied from "Serving ... on
+        tcp:4000:interface=127.0.0.1") and ``unix:/path:mode=660`` reach the server.
+        """
+        port = self.servers.port
+        for endpoint in (
+            f"tcp:{port}:interface=127.0.0.1",
+            f"tcp:{port}",
+            f"tcp:port={port}:interface=0.0.0.0",
+            f"unix:{self.app}:mode=660",
+            f"unix:{self.app}:mode=660:lockfile=1",
+        ):
+            seen = self.account(scgiClient(endpoint, "/server-form"))
+            self.assertEqual(seen["uri"], "/server-form", endpoint)
+
     def test_include(self) -> None:
         """``-i`` prints the CGI head (Status line, headers, blank line) first."""
         result = scgiClient("-i", self.app, "/i")
@@ -430,7 +447,7 @@ class CommandTests(SynchronousTestCase):
             ((), "the following arguments are required: ENDPOINT, PATH"),
             (("-H", "no colon", self.app, "/"), "a header must look like"),
             (("-V", "=x", self.app, "/"), "a variable must look like"),
-            (("tcp:4000", "/"), "is not a client endpoint"),
+            (("tcp:a.example", "/"), "is not a client endpoint"),
             (("--timeout", "0", self.app, "/"), "--timeout must be positive"),
             (("-d", "x", "--data-file", "-", self.app, "/"), "not allowed with"),
             ((self.app, "relative"), "does not start with '/'"),

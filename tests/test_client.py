@@ -70,6 +70,7 @@ from scgi_twisted.client import (
     Response,
     ResponseTimeoutError,
     SCGIClient,
+    _describe,
     clientEndpoint,
     request,
 )
@@ -810,9 +811,35 @@ class EndpointTests(SynchronousTestCase):
                 clientEndpoint(_reactor, text), UNIXClientEndpoint, text
             )
 
+    def test_serverEndpointStrings(self) -> None:
+        """A server's endpoint string reaches that server (loopback for every iface)."""
+        for text, expected in [
+            ("tcp:4000:interface=127.0.0.1", "127.0.0.1:4000"),
+            ("tcp:4000", "127.0.0.1:4000"),
+            ("tcp:port=4000:interface=0.0.0.0", "127.0.0.1:4000"),
+            ("tcp:4000:interface=192.0.2.7:backlog=5", "192.0.2.7:4000"),
+            (r"tcp6:4000:interface=\:\:1", "[::1]:4000"),
+            ("tcp6:4000", "[::1]:4000"),
+            ("unix:/run/app/scgi.sock:mode=660", "unix:/run/app/scgi.sock"),
+            ("unix:/run/a.sock:lockfile=1:mode=600", "unix:/run/a.sock"),
+        ]:
+            endpoint = clientEndpoint(_reactor, text)
+            self.assertEqual(_describe(endpoint), expected, text)
+        # The client forms keep their meaning.
+        self.assertEqual(
+            _describe(clientEndpoint(_reactor, "tcp:host=h:port=1")), "h:1"
+        )
+
     def test_invalid(self) -> None:
         """Empty text, a bad port, or a bad endpoint string raise ValueError."""
-        for text in ("", "host:70000", "tcp:4000", "nosuchtype:a:b"):
+        for text in (
+            "",
+            "host:70000",
+            "tcp:70000:interface=127.0.0.1",
+            "tcp6:x",
+            "unix::mode=660",
+            "nosuchtype:a:b",
+        ):
             self.assertRaises(ValueError, clientEndpoint, _reactor, text)
 
     def test_describedInErrors(self) -> None:

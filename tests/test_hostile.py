@@ -69,6 +69,7 @@ from tests._scgi import (
     headerBlock,
     netstring,
     nginxVariables,
+    parseHTTPRefusal,
     parseResponse,
 )
 
@@ -193,7 +194,8 @@ def _readSizedResponse(sock: socket.socket, received: bytearray) -> None:
     while True:
         head, blank, body = bytes(received).partition(b"\r\n\r\n")
         if blank:
-            length = parseResponse(bytes(received)).header(b"Content-Length")
+            parse = parseHTTPRefusal if received.startswith(b"HTTP/") else parseResponse
+            length = parse(bytes(received)).header(b"Content-Length")
             if length is None:
                 raise AssertionError(f"an early response without length: {head!r}")
             if len(body) >= int(length):
@@ -549,6 +551,7 @@ class Case:
     :ivar appError: the application's own error, logged by Twisted (flushed).
     :ivar errorLines: how many error-level lines from ``scgi_twisted`` are expected
         (only for application bugs).
+    :ivar http: the answer is an HTTP/1.0 response (to an HTTP request), not CGI.
     """
 
     name: str
@@ -563,6 +566,7 @@ class Case:
     unix: bool = False
     appError: type[Exception] | None = None
     errorLines: int = 0
+    http: bool = False
 
 
 def sent(data: bytes, *more: Step) -> tuple[Step, ...]:
@@ -683,13 +687,17 @@ SPEC_CASES: list[Case] = [
         "httpRequest",
         b"GET / HTTP/1.1\r\nHost: example.test\r\nUser-Agent: curl\r\n\r\n",
         400,
-        "An HTTP/1.1 request sent to the SCGI port gets 400.",
+        "An HTTP/1.1 request sent to the SCGI port gets an HTTP/1.0 400 naming SCGI.",
+        http=True,
+        contains=(b"this port speaks SCGI",),
     ),
     refused(
         "http2Preface",
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         400,
-        "The HTTP/2 connection preface gets 400.",
+        "The HTTP/2 connection preface gets an HTTP/1.0 400 naming SCGI.",
+        http=True,
+        contains=(b"this port speaks SCGI",),
     ),
     refused(
         "nulBytes",
@@ -1240,7 +1248,8 @@ class HostileTestCase(TestCase):
         if case.status == CLEAN_CLOSE:
             self.assertEqual(result.received, b"", label)
             return
-        response = parseResponse(result.received)
+        parse = parseHTTPRefusal if case.http else parseResponse
+        response = parse(result.received)
         self.assertEqual(response.status, case.status, label)
         self.assertTrue(response.reason, label)
         length = response.header(b"Content-Length")

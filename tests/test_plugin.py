@@ -545,7 +545,9 @@ class TwistdTests(SynchronousTestCase):
             import twisted.plugins.scgi_twisted_plugin
             assert "scgi_twisted" not in sys.modules, "the plugin imported the package"
             from scgi_twisted.tap import Options
-            Options().parseOptions(["--listen", "tcp:4000", "--wsgi", "os.getcwd"])
+            Options().parseOptions(
+                ["--listen", "tcp:4000", "--wsgi", "wsgiref.simple_server.demo_app"]
+            )
             assert "twisted.internet.reactor" not in sys.modules, "a reactor started"
             print("light")
             """

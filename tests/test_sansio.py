@@ -34,6 +34,7 @@ import scgi_twisted
 from scgi_twisted._errors import (
     BodyTooLargeError,
     HeaderTooLargeError,
+    HTTPRequestError,
     LocalProtocolError,
     PrematureEOFError,
     RemoteProtocolError,
@@ -638,17 +639,34 @@ class LengthPrefixTests(SansIOTestCase):
             )
 
     def test_httpRequest(self) -> None:
-        """An HTTP request (``GET / HTTP/1.1``) is rejected after its first byte."""
-        data = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
-        _, consumed = self.assertRejected(
-            data, RemoteProtocolError, SCGIParser.ERR_LENGTH_NOT_DIGITS
-        )
-        self.assertEqual(consumed, 1)
+        """An HTTP request is told apart once its method and space have arrived."""
+        for method in (b"GET", b"POST", b"HEAD", b"PUT", b"OPTIONS", b"PRI"):
+            data = method + b" / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+            _, consumed = self.assertRejected(
+                data, HTTPRequestError, SCGIParser.ERR_HTTP_REQUEST
+            )
+            self.assertEqual(consumed, len(method) + 1, method)
+        self.assertIn("SCGI", SCGIParser.ERR_HTTP_REQUEST)
+        self.assertIn("nginx", SCGIParser.ERR_HTTP_REQUEST)
+        self.assertIn("scgi-client", SCGIParser.ERR_HTTP_REQUEST)
+
+    def test_httpPrefixWaits(self) -> None:
+        """``G`` might begin ``GET ``: the parser waits; EOF makes it not-digits."""
         parser = SCGIParser()
-        parser.receive_data(b"G")
+        parser.receive_data(b"GE")
+        self.assertIsNone(parser.next_event())
+        parser.receive_data(b"")
         self.raisedExactly(
             RemoteProtocolError, SCGIParser.ERR_LENGTH_NOT_DIGITS, parser.next_event
         )
+
+    def test_notHTTP(self) -> None:
+        """Letters that stop matching every method are not-digits at that byte."""
+        for data, where in [(b"GEX / HTTP/1.1", 3), (b"GET/", 4), (b"get / ", 1)]:
+            _, consumed = self.assertRejected(
+                data, RemoteProtocolError, SCGIParser.ERR_LENGTH_NOT_DIGITS
+            )
+            self.assertEqual(consumed, where, data)
 
     def test_tlsClientHello(self) -> None:
         r"""A TLS ClientHello (``\x16\x03\x01...``) is rejected after one byte."""

@@ -37,7 +37,13 @@ from twisted.trial.unittest import TestCase
 from scgi_twisted import SCGIChannel, SCGISite
 from scgi_twisted import client as scgi_client
 
-from ._scgi import buildRequest, nginxVariables, parseResponse, readToEnd
+from ._scgi import (
+    buildRequest,
+    nginxVariables,
+    parseHTTPRefusal,
+    parseResponse,
+    readToEnd,
+)
 from .e2e_app import AppState, buildRoot
 
 if TYPE_CHECKING:
@@ -407,8 +413,10 @@ class _SocketTestsMixin(_MixinBase):
 
         data, end, after, endAfter = await deferToThread(client)
         self.assertEqual(end, "eof")
-        response = parseResponse(data)
+        # An HTTP request is answered in HTTP, which the sender can read.
+        response = parseHTTPRefusal(data)
         self.assertEqual(response.status, 400)
+        self.assertIn(b"this port speaks SCGI", response.body)
         self.assertEqual(response.header(b"Content-Length"), b"%d" % len(response.body))
         self.assertEqual((after, endAfter), (b"", "eof"))
         self.assertClosedCleanly(await site.allClosed())

@@ -37,6 +37,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from scgi_twisted import _systemd
 
+from ._frontend_cases import shownFiles
 from .test_defaultpage import BASE, Response, replace, scgiRequest
 from .test_plugin import (
     STOPPED,
@@ -362,9 +363,10 @@ class DocumentedUnitsTests(_ActivatedSocket):
         and stops on ``SIGTERM`` well within ``TimeoutStopSec``, leaving systemd's
         socket file in place.
         """
-        scaling = (DOCS / "scaling.md").read_text(encoding="utf-8")
+        shown = {path.resolve(): text for path, text in shownFiles("scaling.md")}
         for unit in ("scgi-workers.service", "scgi-workers.socket"):
-            self.assertIn(f"{{literalinclude}} deploy/{unit}", scaling)
+            path = (DOCS / "deploy" / unit).resolve()
+            self.assertEqual(shown.get(path), path.read_text(encoding="utf-8"), unit)
         unit = (DOCS / "deploy" / "scgi-workers.service").read_text(encoding="utf-8")
         settings = dict(
             line.split("=", 1)
