@@ -18,8 +18,8 @@ and hands it these file descriptors:
 
 The options are parsed by :class:`WorkerOptions`, the ``twistd scgi`` options with
 ``--listen`` and ``--workers`` ignored, and the site is built by
-:func:`scgi_twisted.tap.makeService`, so a worker serves exactly what a single
-``twistd scgi`` process would.  On ``SIGTERM`` (or ``SIGINT``) the worker stops
+:func:`scgi_twisted._service.makeSiteService`, so a worker serves exactly what a
+single ``twistd scgi`` process would.  On ``SIGTERM`` (or ``SIGINT``) the worker stops
 accepting at once and lets the requests in flight finish within ``--grace-period``,
 then exits with status 0.  ``SIGHUP`` is ignored: reloading is the supervisor's job.
 """
@@ -53,7 +53,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from . import tap
+from ._options import Options
+from ._service import makeSiteService
 from ._systemd import adoptListeningSocket
 
 __all__ = ["FAMILIES", "FIRST_SOCKET_FD", "READY_FD", "WorkerOptions", "main"]
@@ -109,7 +110,7 @@ class InheritedSocket:
         return cls(int(fd), FAMILIES[family], int(backlog), description)
 
 
-class WorkerOptions(tap.Options):
+class WorkerOptions(Options):
     """The ``twistd scgi`` options as a worker reads them.
 
     ``--listen`` and ``--workers`` are accepted and ignored: the supervisor listens,
@@ -158,18 +159,13 @@ class _LineObserver:
     """Write each log event as one line (or a few, for a traceback), untimed.
 
     The supervisor adds the time and the worker's name when it relays the line.
-    ``Serving ... on`` (from :func:`tap.makeService`, which sees no ``--listen``
-    here) is completed with the sockets this worker serves.
     """
 
-    def __init__(self, stream: TextIO, where: str) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._where = where
 
     def __call__(self, event: LogEvent) -> None:
         """Write ``event``."""
-        if event.get("log_namespace") == tap.__name__ and event.get("listen") == "":
-            event = {**event, "listen": self._where}
         text = eventAsText(event, includeTimestamp=False)
         try:
             self._stream.write(text + "\n")
@@ -294,9 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         sys.stderr.write(f"scgi_twisted._worker: {error}\n")
         return 2
-    where = ", ".join(s.description for s in sockets) or "no socket"
     observer = FilteringLogObserver(
-        _LineObserver(sys.__stderr__ or sys.stderr, where),
+        _LineObserver(sys.__stderr__ or sys.stderr),
         [LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)],
     )
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=True)
@@ -323,10 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     config["listen"] = []
     config["workers"] = 0
-    parent = tap.makeService(config, reactor)
-    if not isinstance(parent, tap.SCGIService):
-        _log.critical("Expected the SCGI service, got {parent!r}", parent=parent)
-        return 1
+    parent = makeSiteService(
+        config, reactor, [inherited.description for inherited in sockets]
+    )
     for inherited in sockets:
         port = _InheritedPortService(reactor, inherited, parent.site)
         port.setServiceParent(parent)  # type: ignore[no-untyped-call]

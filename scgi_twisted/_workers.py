@@ -41,7 +41,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.application import service
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -53,10 +53,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _worker
+from ._options import Options
+from ._service import StartupGuard, announcement, commandLine, warnIfEverywhere
 from ._systemd import inheritedSafely, monotonicMicroseconds, notify
-
-if TYPE_CHECKING:
-    from .tap import _StartupGuard
 
 __all__ = [
     "MAX_RESTART_DELAY",
@@ -565,14 +564,7 @@ class Supervisor(service.Service):
         return DeferredList(closing)
 
 
-_ROOTS = {
-    "resource": "the resource",
-    "wsgi": "the WSGI application",
-    "path": "the directory",
-}
-
-
-def makeSupervisorService(config: Any, reactor: Any) -> _StartupGuard:
+def makeSupervisorService(config: Options, reactor: Any) -> StartupGuard:
     """Build the service of ``twistd scgi --workers N``.
 
     :param config: the parsed :class:`scgi_twisted.tap.Options`; its ``arguments``
@@ -580,8 +572,6 @@ def makeSupervisorService(config: Any, reactor: Any) -> _StartupGuard:
     :param reactor: the reactor.
     :returns: a service holding the :class:`Supervisor`.
     """
-    from .tap import _listensEverywhere, _StartupGuard  # noqa: PLC0415
-
     arguments = getattr(config, "arguments", None)
     if arguments is None:
         raise ValueError(
@@ -589,13 +579,8 @@ def makeSupervisorService(config: Any, reactor: Any) -> _StartupGuard:
         )
     for description in config["listen"]:
         endpoint = serverFromString(reactor, description)  # type: ignore[no-untyped-call]
-        if _listensEverywhere(endpoint) and not config["allow"]:
-            _log.warn(
-                "{listen} listens on every interface: SCGI trusts REMOTE_ADDR and "
-                "HTTPS from any peer that connects. Give an interface= or --allow.",
-                listen=description,
-            )
-    parent = _StartupGuard()
+        warnIfEverywhere(_log, description, endpoint, config)
+    parent = StartupGuard()
     supervisor = Supervisor(
         reactor,
         config["listen"],
@@ -604,14 +589,10 @@ def makeSupervisorService(config: Any, reactor: Any) -> _StartupGuard:
         config["grace-period"],
     )
     supervisor.setServiceParent(parent)  # type: ignore[no-untyped-call]
-    root = (
-        f"{_ROOTS[config['root']]} {config['root-name']}"
-        if config["root"] in _ROOTS
-        else "the built-in page"
-    )
     # Logged once the supervisor has bound every --listen, not before.
     parent.announcement = (
-        f"Serving {root} over SCGI on {', '.join(config['listen'])} with "
-        f"{config['workers']} worker processes"
+        f"{announcement(config, config['listen'])} with {config['workers']} worker "
+        "processes"
     )
+    parent.command = commandLine(config)
     return parent

@@ -35,13 +35,8 @@ from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublish
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from scgi_twisted.tap import (
-    Options,
-    SCGIService,
-    StartupError,
-    _listenProblem,
-    makeService,
-)
+from scgi_twisted._service import _listenProblem
+from scgi_twisted.tap import Options, SCGIService, StartupError, makeService
 
 from .test_plugin import TWIST, TWISTD, environment, temporaryDirectory
 
