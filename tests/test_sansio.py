@@ -17,20 +17,17 @@ is split never changes its events.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import itertools
 import string
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-import scgi_twisted
 from scgi_twisted._errors import (
     BodyTooLargeError,
     HeaderTooLargeError,
@@ -1637,49 +1634,3 @@ class PropertyTests(SansIOTestCase):
         self.assertEqual(parser.trailing_bytes, len(trailing))
         self.assertEqual(parser.bytes_received, len(data) + len(trailing))
         self.assertIs(parser.next_event(), None)
-
-
-# Layering.
-
-
-class NoTwistedImportTests(SansIOTestCase):
-    """The sans-I/O core imports nothing from Twisted."""
-
-    def test_noTwistedImport(self) -> None:
-        """_sansio, _errors and _environ (if present) hold no import of twisted."""
-        package = Path(scgi_twisted.__file__).parent
-        paths = [package / "_sansio.py", package / "_errors.py"]
-        if (package / "_environ.py").exists():
-            paths.append(package / "_environ.py")
-        for path in paths:
-            tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-            imported: list[str] = []
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Import):
-                    imported.extend(alias.name for alias in node.names)
-                elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                    imported.append(node.module or "")
-                elif (
-                    isinstance(node, ast.Call)
-                    and node.args
-                    and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[0].value, str)
-                ):
-                    # __import__("twisted...") or importlib.import_module("twisted...")
-                    function = node.func
-                    called = (
-                        function.id
-                        if isinstance(function, ast.Name)
-                        else function.attr
-                        if isinstance(function, ast.Attribute)
-                        else ""
-                    )
-                    if called in {"__import__", "import_module"}:
-                        imported.append(node.args[0].value)
-            # The walk does see imports: every module starts with this one.
-            self.assertIn("__future__", imported, path.name)
-            for module in imported:
-                self.assertFalse(
-                    module == "twisted" or module.startswith("twisted."),
-                    f"{path.name} imports {module}",
-                )
