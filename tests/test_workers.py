@@ -469,8 +469,9 @@ class WorkersTests(SynchronousTestCase):
 
         While one worker is blocked, the other answers; the two pids are the two
         workers the supervisor started, children of the supervisor.  Each worker's
-        log lines (its ``ready`` line, an access-log line, a ``print``) appear in
-        the supervisor's output exactly once, under the worker's name.
+        log lines (its ``ready`` line, its "Serving ... on" line naming the socket it
+        serves, an access-log line, a ``print``) appear in the supervisor's output
+        exactly once, under the worker's name.
         """
         supervised = Supervised(self)
         started = supervised.started(1)
@@ -491,6 +492,12 @@ class WorkersTests(SynchronousTestCase):
         for slot, pid in started.items():
             ready = f"[worker {slot} pid {pid}] [scgi_twisted._worker#info] Worker"
             self.assertEqual(output.count(f"{ready} {slot} (pid {pid}) ready"), 1)
+            serving = (
+                f"[worker {slot} pid {pid}] [scgi_twisted.tap#info] Serving the "
+                "resource scgi_workers_app.root over SCGI on "
+                f"unix:{supervised.socketPath}:mode=600\n"
+            )
+            self.assertEqual(output.count(serving), 1, output)
         self.assertIn(supervised.server.stop(), STOPPED, supervised.output())
 
     def test_workerRestarted(self) -> None:
