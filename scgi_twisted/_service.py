@@ -36,10 +36,10 @@ __all__ = [
     "SCGIService",
     "StartupError",
     "StartupGuard",
-    "announcement",
     "commandLine",
     "describeRoot",
     "makeSiteService",
+    "servingAnnouncement",
     "warnIfEverywhere",
 ]
 
@@ -96,7 +96,7 @@ def describeRoot(config: Options) -> str:
     return "the built-in page"
 
 
-def announcement(config: Options, served: Sequence[str]) -> str:
+def servingAnnouncement(config: Options, served: Sequence[str]) -> str:
     """Return the line logged once every listener listens.
 
     :param config: the parsed options.
@@ -391,7 +391,7 @@ def makeSiteService(
             parent.endpoints.append(server.endpoint)
         server.setServiceParent(parent)  # type: ignore[no-untyped-call]
     NotifyService().setServiceParent(parent)  # type: ignore[no-untyped-call]
-    parent.announcement = announcement(
+    parent.announcement = servingAnnouncement(
         config, config["listen"] if served is None else served
     )
     parent.command = commandLine(config)

@@ -318,9 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     config["listen"] = []
     config["workers"] = 0
-    parent = makeSiteService(
-        config, reactor, [inherited.description for inherited in sockets]
-    )
+    served = [inherited.description for inherited in sockets] or ["no socket"]
+    parent = makeSiteService(config, reactor, served)
     for inherited in sockets:
         port = _InheritedPortService(reactor, inherited, parent.site)
         port.setServiceParent(parent)  # type: ignore[no-untyped-call]

@@ -54,7 +54,12 @@ from twisted.python.failure import Failure
 
 from . import _worker
 from ._options import Options
-from ._service import StartupGuard, announcement, commandLine, warnIfEverywhere
+from ._service import (
+    StartupGuard,
+    commandLine,
+    servingAnnouncement,
+    warnIfEverywhere,
+)
 from ._systemd import inheritedSafely, monotonicMicroseconds, notify
 
 __all__ = [
@@ -567,7 +572,7 @@ class Supervisor(service.Service):
 def makeSupervisorService(config: Options, reactor: Any) -> StartupGuard:
     """Build the service of ``twistd scgi --workers N``.
 
-    :param config: the parsed :class:`scgi_twisted.tap.Options`; its ``arguments``
+    :param config: the parsed :class:`~scgi_twisted._options.Options`; its ``arguments``
         (the options as given) are passed to every worker.
     :param reactor: the reactor.
     :returns: a service holding the :class:`Supervisor`.
@@ -590,9 +595,7 @@ def makeSupervisorService(config: Options, reactor: Any) -> StartupGuard:
     )
     supervisor.setServiceParent(parent)  # type: ignore[no-untyped-call]
     # Logged once the supervisor has bound every --listen, not before.
-    parent.announcement = (
-        f"{announcement(config, config['listen'])} with {config['workers']} worker "
-        "processes"
-    )
+    serving = servingAnnouncement(config, config["listen"])
+    parent.announcement = f"{serving} with {config['workers']} worker processes"
     parent.command = commandLine(config)
     return parent
