@@ -1,6 +1,6 @@
-"""Tests for ``scgi-client``, the command line of ``scgi_twisted.client``.
+"""Tests for ``scgi-client``, the SCGI client's command line (``scgi_twisted.cli``).
 
-The command runs for real, as ``python -m scgi_twisted.client``, in a subprocess.  Its
+The command runs for real, as ``python -m scgi_twisted.cli``, in a subprocess.  Its
 servers run in another subprocess, started once for this module by
 :func:`servers` (a short script built on :class:`~scgi_twisted.SCGISite`), which
 listens on a unix socket and on TCP for the application, and on two more unix
@@ -8,7 +8,7 @@ sockets for a server that answers garbage and one that never answers.  Readiness
 checked by connecting until the sockets accept.  The servers hold no state between
 requests, so sharing them between tests is safe; they are stopped at exit.
 
-A few more tests drive :func:`scgi_twisted.client.run` in this process, against an
+A few more tests drive :func:`scgi_twisted.cli.run` in this process, against an
 in-process site on the real reactor, for what a subprocess cannot show (the streams
 it writes to, and a broken output file).
 """
@@ -39,9 +39,10 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+import scgi_twisted.cli
 import scgi_twisted.client
 from scgi_twisted import SCGISite, getSCGIVariables
-from scgi_twisted.client import (
+from scgi_twisted.cli import (
     EXIT_CONNECT,
     EXIT_ERROR,
     EXIT_MALFORMED,
@@ -213,9 +214,9 @@ class Result:
 
 
 def scgiClient(*arguments: str, stdin: bytes = b"") -> Result:
-    """Run ``python -m scgi_twisted.client`` with ``arguments``."""
+    """Run ``python -m scgi_twisted.cli`` with ``arguments``."""
     completed = subprocess.run(
-        [sys.executable, "-m", "scgi_twisted.client", *arguments],
+        [sys.executable, "-m", "scgi_twisted.cli", *arguments],
         input=stdin,
         capture_output=True,
         timeout=60,
@@ -476,7 +477,7 @@ class ConsoleScriptTests(SynchronousTestCase):
     """The command is installed as ``scgi-client``."""
 
     def test_entryPoint(self) -> None:
-        """pyproject.toml names ``scgi_twisted.client:main`` as ``scgi-client``."""
+        """pyproject.toml names ``scgi_twisted.cli:main`` as ``scgi-client``."""
         lines = (ROOT / "pyproject.toml").read_text(encoding="utf-8").splitlines()
         table = lines.index("[project.scripts]")
         entries = []
@@ -485,8 +486,56 @@ class ConsoleScriptTests(SynchronousTestCase):
                 break
             if line.strip():
                 entries.append(line)
-        self.assertEqual(entries, ['scgi-client = "scgi_twisted.client:main"'])
-        self.assertTrue(callable(scgi_twisted.client.main))
+        self.assertEqual(entries, ['scgi-client = "scgi_twisted.cli:main"'])
+        self.assertTrue(callable(scgi_twisted.cli.main))
+
+    def test_oldNames(self) -> None:
+        """The command line's names are still found in ``scgi_twisted.client``.
+
+        ``main``, ``run`` and the ``EXIT_*`` statuses lived there before the command
+        line had its own module; they are the same objects, and other names still
+        raise ``AttributeError``.
+        """
+        for name in scgi_twisted.cli.__all__:
+            self.assertIn(name, scgi_twisted.client.__all__)
+            self.assertIs(
+                getattr(scgi_twisted.client, name), getattr(scgi_twisted.cli, name)
+            )
+        with self.assertRaises(AttributeError):
+            scgi_twisted.client.nonexistent  # noqa: B018
+
+    def test_libraryWithoutCommandLine(self) -> None:
+        """Importing the library client does not load the command line."""
+        completed = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, scgi_twisted.client; "
+                "print(sorted(m for m in sys.modules if m.startswith('scgi_twisted')))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environment(),
+            cwd=ROOT,
+            check=True,
+        )
+        self.assertIn("'scgi_twisted.client'", completed.stdout)
+        self.assertNotIn("'scgi_twisted.cli'", completed.stdout)
+
+    def test_oldModuleRuns(self) -> None:
+        """``python -m scgi_twisted.client`` still runs the command."""
+        completed = subprocess.run(
+            [sys.executable, "-m", "scgi_twisted.client", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environment(),
+            cwd=ROOT,
+            check=False,
+        )
+        self.assertEqual(completed.returncode, EXIT_OK, completed.stderr)
+        self.assertIn("usage: scgi-client", completed.stdout)
 
 
 class InProcessTests(TestCase):

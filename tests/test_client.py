@@ -59,18 +59,18 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from scgi_twisted import SCGIChannel, SCGISite, getSCGIVariables
+from scgi_twisted._clientendpoint import describeEndpoint
+from scgi_twisted._clientprotocol import ERR_BODY_TWICE
 from scgi_twisted._clientsansio import ResponseParser, encode_request
 from scgi_twisted._errors import LocalProtocolError
 from scgi_twisted._sansio import RequestEnded, SCGIParser
 from scgi_twisted.client import (
-    ERR_BODY_TWICE,
     ERR_UNKNOWN_LENGTH,
     ConnectFailedError,
     MalformedResponseError,
     Response,
     ResponseTimeoutError,
     SCGIClient,
-    _describe,
     clientEndpoint,
     request,
 )
@@ -824,10 +824,10 @@ class EndpointTests(SynchronousTestCase):
             ("unix:/run/a.sock:lockfile=1:mode=600", "unix:/run/a.sock"),
         ]:
             endpoint = clientEndpoint(_reactor, text)
-            self.assertEqual(_describe(endpoint), expected, text)
+            self.assertEqual(describeEndpoint(endpoint), expected, text)
         # The client forms keep their meaning.
         self.assertEqual(
-            _describe(clientEndpoint(_reactor, "tcp:host=h:port=1")), "h:1"
+            describeEndpoint(clientEndpoint(_reactor, "tcp:host=h:port=1")), "h:1"
         )
 
     def test_invalid(self) -> None:
