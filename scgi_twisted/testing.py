@@ -55,7 +55,7 @@ fails and that it stops its work.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 from urllib.parse import urlencode
@@ -63,25 +63,22 @@ from urllib.parse import urlencode
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IProducer
+from twisted.internet.interfaces import IDelayedCall, IProducer, IPullProducer
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from twisted.test.iosim import FakeTransport, connect
 from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from ._channel import SCGIChannel
+from ._clientprotocol import Response, SCGIClientProtocol
 from ._clientsansio import (
     HeaderPairs,
-    ResponseBody,
-    ResponseHead,
-    ResponseParser,
     Text,
     VariableOverrides,
     encode_request,
 )
-from ._errors import MalformedResponseError
 from ._site import RefusedConnection, SCGISite
 
 __all__ = [
@@ -166,50 +163,136 @@ class TestResponse:
         :returns: the response.
         :raises MalformedResponseError: if the bytes are not a valid CGI response.
         """
-        parser = ResponseParser(method=method)
-        parser.receive_data(raw)
-        parser.receive_data(b"")
-        head: ResponseHead | None = None
-        body: list[bytes] = []
-        while (event := parser.next_event()) is not None:
-            if type(event) is ResponseHead:
-                head = event
-            elif type(event) is ResponseBody:
-                body.append(event.data)
-        assert head is not None  # the parser raised otherwise
-        headers = Headers()
-        for name, value in head.headers:
-            headers.addRawHeader(name, value)
-        return cls(head.status, head.reason, headers, head.headers, b"".join(body), raw)
+        outcome = _ClientOutcome(_bytes(method))
+        client = outcome.client
+        client.makeConnection(_NullTransport())  # type: ignore[no-untyped-call]
+        client.dataReceived(raw)
+        client.connectionLost(_failure(ConnectionDone("the response is complete")))
+        return outcome.result(raw)
 
 
-class _MemoryTransport(StringTransport):
-    """The channel's transport: records output and closes, drives pull producers."""
+class _NullTransport:
+    """Where :meth:`TestResponse.parse` lets the client write its (empty) request."""
+
+    def write(self, data: bytes) -> None:
+        """Drop the request."""
+
+    def pauseProducing(self) -> None:
+        """There is no socket to pause."""
+
+    def resumeProducing(self) -> None:
+        """There is no socket to resume."""
+
+    def abortConnection(self) -> None:
+        """The client gave up on a malformed response; its error is kept."""
+
+
+class _ClientOutcome:
+    """What the SCGI client's own protocol made of a response.
+
+    The one response parser of the project: :class:`PendingResponse` and
+    :meth:`TestResponse.parse` read responses with the client's protocol, as
+    :mod:`scgi_twisted.client` reads a real server's.
+
+    :ivar client: the protocol, to connect; it sends ``head`` and ``body``.
+    """
+
+    def __init__(self, method: bytes, head: bytes = b"", body: bytes = b"") -> None:
+        """Make a client protocol for one request, and collect what it reads."""
+        responded: Deferred[Response] = Deferred()
+        responded.addCallbacks(self._responded, self._failed)
+        self.client = SCGIClientProtocol(head, body, method, "the test site", responded)
+        self._response: Response | None = None
+        self._body: list[bytes] = []
+        self._failure: Failure | None = None
+        self._result: TestResponse | None = None
+
+    def result(self, raw: bytes) -> TestResponse:
+        """Return the response, once the client's connection is closed.
+
+        :param raw: the bytes the server wrote, for :attr:`TestResponse.raw`.
+        :raises MalformedResponseError: (or any error of the client) if the
+            response was not valid.
+        """
+        if self._failure is not None:
+            error = self._failure.value
+            assert isinstance(error, BaseException)
+            raise error
+        if self._result is None:
+            response = self._response
+            assert response is not None  # the client failed otherwise
+            self._result = TestResponse(
+                response.code,
+                response.phrase,
+                response.headers,
+                tuple(response.rawHeaders),
+                b"".join(self._body),
+                raw,
+            )
+        return self._result
+
+    def _responded(self, response: Response) -> None:
+        """The head arrived: collect the body."""
+        self._response = response
+        response.collect(self._body.append).addErrback(self._failed)
+
+    def _failed(self, reason: Failure) -> None:
+        """Keep the client's error, for :meth:`result`."""
+        if self._failure is None:
+            self._failure = reason
+
+
+class _ServerTransport(FakeTransport):
+    """The channel's side of an in-memory connection (a ``FakeTransport``).
+
+    What the channel writes reaches the client at once, as a socket's bytes would
+    once the reactor reads them, so a response the channel finishes outside the
+    clock (a Deferred the test fires) is finished without pumping.  A half-close
+    ends the output as a close does, and a pull producer is resumed until it is
+    done or writes nothing, as a TCP transport does.
+
+    :ivar connected: whether the channel still has its connection (it has not
+        been told that the connection is lost).
+    :ivar written: every byte the channel wrote before its close.
+    """
 
     writeClosed = False
 
-    def __init__(self, closed: Any) -> None:
+    def __init__(self, channel: SCGIChannel, output: Callable[[], None]) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
-            hostAddress=_BACKEND, peerAddress=_FRONTEND
+            channel, isServer=True, hostAddress=_BACKEND, peerAddress=_FRONTEND
         )
-        self._closed = closed
-
-    def loseConnection(self) -> None:
-        """The server closed the connection: its response is complete."""
-        if not self.disconnecting:
-            super().loseConnection()  # type: ignore[no-untyped-call]
-            self._closed()
-
-    def loseWriteConnection(self) -> None:
-        """The server half-closed: its response is complete."""
-        if not self.writeClosed:
-            self.writeClosed = True
-            self._closed()
+        self._output = output
+        self.connected = True
+        self.written: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        """Record response bytes; drop any after the close, as a socket would."""
-        if not (self.disconnecting or self.writeClosed):
-            super().write(data)  # type: ignore[no-untyped-call]
+        """Send response bytes; drop any after the close, as a socket would."""
+        if self.disconnecting or self.writeClosed or not data:
+            return
+        self.written.append(data)
+        super().write(data)  # type: ignore[no-untyped-call]
+        self._output()
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        """Send several pieces of response."""
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        """Close: the response is complete."""
+        if not self.disconnecting:
+            super().loseConnection()  # type: ignore[no-untyped-call]
+            self._output()
+
+    def abortConnection(self) -> None:
+        """Abort: as a close here, what was written is delivered."""
+        self.loseConnection()
+
+    def loseWriteConnection(self) -> None:
+        """Half-close: the response is complete, as with a close."""
+        if not self.writeClosed:
+            self.writeClosed = True
+            self.loseConnection()
 
     def registerProducer(self, producer: IProducer, streaming: bool) -> None:
         """Register a producer; a pull producer is asked for data until done.
@@ -218,36 +301,71 @@ class _MemoryTransport(StringTransport):
         resumed again after each write, until it unregisters, the connection closes,
         or a resume writes nothing (the producer is waiting for something else).
         """
-        super().registerProducer(producer, streaming)  # type: ignore[no-untyped-call]
+        self.producer = producer
+        self.streamingProducer = streaming
         if streaming:
             return
         while self.producer is producer and not self.disconnecting:
-            before = self.io.tell()
-            producer.resumeProducing()
-            if self.producer is producer and self.io.tell() == before:
+            before = len(self.written)
+            cast(IPullProducer, producer).resumeProducing()
+            if self.producer is producer and len(self.written) == before:
                 return
+
+    def reportDisconnect(self) -> None:
+        """Tell the channel that its connection is gone."""
+        self.connected = False
+        super().reportDisconnect()  # type: ignore[no-untyped-call]
 
 
 class PendingResponse:
     """A request that has been sent; its response may not be finished yet.
+
+    The request is made by the SCGI client's own protocol
+    (:mod:`scgi_twisted.client`) on an in-memory connection to the channel
+    (``twisted.internet.iosim``): the response is parsed as the client parses a
+    real server's.
 
     :ivar channel: the server's channel for this connection.
     :ivar transport: the in-memory transport the channel writes to.
     :ivar method: the request's method.
     """
 
-    def __init__(self, channel: SCGIChannel, method: bytes, clock: Clock) -> None:
-        """Track the response of ``channel`` (made by :meth:`SCGITestClient.start`)."""
+    def __init__(
+        self,
+        channel: SCGIChannel,
+        method: bytes,
+        clock: Clock,
+        *,
+        head: bytes,
+        body: bytes,
+    ) -> None:
+        """Connect a client that sends ``head`` and ``body`` to ``channel``.
+
+        Made by :meth:`SCGITestClient.start`, which then moves the bytes.
+        """
         self.channel = channel
         self.method = method
         self._clock = clock
-        self._starting = True
-        self.transport = _MemoryTransport(self._closed)
         self._waiting: list[Deferred[TestResponse]] = []
         self._finished = False
-        self._lostDelivered = False
         self._disconnected = False
-        self._parsed: TestResponse | None = None
+        self._flushing = False
+        self._flushCall: IDelayedCall | None = None
+        self._outcome = _ClientOutcome(method, head, body)
+        self._client = self._outcome.client
+        self._client.lostDeferred.addCallback(self._clientLost)
+        self.transport = _ServerTransport(channel, self._serverOutput)
+        self._clientTransport = FakeTransport(  # type: ignore[no-untyped-call]
+            self._client, isServer=False, hostAddress=_FRONTEND, peerAddress=_BACKEND
+        )
+        self._pump = connect(  # type: ignore[no-untyped-call]
+            channel,
+            self.transport,
+            self._client,
+            self._clientTransport,
+            greet=False,
+            clock=clock,
+        )
 
     @property
     def finished(self) -> bool:
@@ -257,7 +375,7 @@ class PendingResponse:
     @property
     def raw(self) -> bytes:
         """Every byte the server has written so far."""
-        return cast(bytes, self.transport.value())  # type: ignore[no-untyped-call]
+        return b"".join(self.transport.written)
 
     def result(self) -> TestResponse:
         """Return the finished response.
@@ -278,9 +396,7 @@ class PendingResponse:
                 "that returned NOT_DONE_YET finishes once the clock is advanced or "
                 "what it waits on fires"
             )
-        if self._parsed is None:
-            self._parsed = TestResponse.parse(self.raw, self.method)
-        return self._parsed
+        return self._outcome.result(self.raw)
 
     def when_finished(self) -> Deferred[TestResponse]:
         """Return a Deferred that fires with the response once it is finished.
@@ -292,7 +408,7 @@ class PendingResponse:
         if self._finished:
             try:
                 return succeed(self.result())
-            except MalformedResponseError as error:
+            except Exception as error:
                 return fail(_failure(error))
         waiting: Deferred[TestResponse] = Deferred()
         self._waiting.append(waiting)
@@ -305,36 +421,64 @@ class PendingResponse:
         unfinished request's ``notifyFinish()`` Deferred fails, and later writes are
         dropped.
         """
-        if self._lostDelivered:
+        if not self.transport.connected:
             return
         self._disconnected = True
         if not self.transport.disconnecting:
             self.channel.readConnectionLost()
-        self._deliverConnectionLost()
+        self._clientTransport.loseConnection()  # type: ignore[no-untyped-call]
+        self._flush()
 
-    def _closed(self) -> None:
-        """The server closed (or half-closed) its side: the response is complete."""
+    # The connection.
+
+    def _flush(self) -> None:
+        """Move bytes and closes both ways until nothing moves."""
+        call, self._flushCall = self._flushCall, None
+        if call is not None and call.active():
+            call.cancel()
+        self._flushing = True
+        try:
+            while (
+                self._pump.pump(advanceClock=False)
+                or self.transport.stream
+                or self._clientTransport.stream
+            ):
+                pass
+        finally:
+            self._flushing = False
+
+    def _serverOutput(self) -> None:
+        """The channel wrote or closed: the client reads it now.
+
+        The channel hears of the closed connection later (on the next clock tick,
+        or when the test disconnects), as from a real transport, never from inside
+        its own call.
+        """
+        if self._flushing:
+            return
+        server, client = self.transport, self._clientTransport
+        data = server.getOutBuffer()  # type: ignore[no-untyped-call]
+        if data:
+            client.bufferReceived(data)  # type: ignore[no-untyped-call]
+        if (server.disconnecting or client.disconnecting) and not server.disconnected:
+            # The client's side ends now; the pump ends the channel's side.
+            server.disconnected = True
+            client.disconnecting = True
+            client.reportDisconnect()  # type: ignore[no-untyped-call]
+            if self._flushCall is None:
+                self._flushCall = self._clock.callLater(0, self._flush)
+
+    def _clientLost(self, _: object) -> None:
+        """The client's connection is closed: the response is finished."""
         if self._disconnected or self._finished:
             return
         self._finished = True
-        if not self._starting:
-            # As a real transport does, report the lost connection later, not from
-            # inside the channel's own call.
-            self._clock.callLater(0, self._deliverConnectionLost)
         waiting, self._waiting = self._waiting, []
         for deferred in waiting:
             try:
                 deferred.callback(self.result())
-            except MalformedResponseError as error:
+            except Exception as error:
                 deferred.errback(_failure(error))
-
-    def _deliverConnectionLost(self) -> None:
-        """Tell the channel that its connection is gone (once)."""
-        if self._lostDelivered:
-            return
-        self._lostDelivered = True
-        self.transport.connected = False
-        self.channel.connectionLost(_failure(ConnectionDone("closed")))
 
 
 class SCGITestClient:
@@ -552,12 +696,10 @@ class SCGITestClient:
         if channel is None or isinstance(channel, RefusedConnection):
             raise ConnectionRefusedError("the site refused the test frontend's address")
         channel.callLater = self.clock.callLater
-        pending = PendingResponse(channel, method_bytes, self.clock)
-        channel.makeConnection(pending.transport)  # type: ignore[no-untyped-call]
-        channel.dataReceived(head + payload)
-        pending._starting = False
-        if pending.finished:
-            pending._deliverConnectionLost()
+        pending = PendingResponse(
+            channel, method_bytes, self.clock, head=head, body=payload
+        )
+        pending._flush()
         return pending
 
 
