@@ -1,10 +1,11 @@
 """Test helpers: drive a Resource or a Site through the real SCGI channel, in memory.
 
-:class:`SCGITestClient` sends requests the way a frontend would (the same variables
-``scgi_twisted.client`` sends) to a real :class:`~scgi_twisted.SCGISite` channel on an
-in-memory transport, and parses the CGI response it writes back.  No socket is opened
-and no reactor runs: time is a :class:`~twisted.internet.task.Clock` the test advances.
-It works the same under ``trial`` and ``pytest``.
+:class:`SCGITestClient` sends requests with the protocol of ``scgi_twisted.client``
+(the same variables, and the same reading of the CGI response) to a real
+:class:`~scgi_twisted.SCGISite` channel, over an in-memory connection
+(``twisted.test.iosim``).  No socket is opened and no reactor runs: time is a
+:class:`~twisted.internet.task.Clock` the test advances.  It works the same under
+``trial`` and ``pytest``.
 
 A resource that renders synchronously gives its response at once::
 
@@ -55,30 +56,28 @@ fails and that it stops its work.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IProducer, IPullProducer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from twisted.test.iosim import FakeTransport, connect
 from twisted.web.http_headers import Headers
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from ._channel import SCGIChannel
-from ._clientprotocol import Response, SCGIClientProtocol
+from ._clientprotocol import Response
 from ._clientsansio import (
     HeaderPairs,
     Text,
     VariableOverrides,
     encode_request,
 )
+from ._memory import FRONTEND, ClientOutcome, MemoryConnection, NullTransport
 from ._site import RefusedConnection, SCGISite
 
 __all__ = [
@@ -87,12 +86,6 @@ __all__ = [
     "SCGITestClient",
     "TestResponse",
 ]
-
-_FRONTEND = IPv4Address("TCP", "127.0.0.1", 40000)
-"""The address the test frontend seems to connect from."""
-
-_BACKEND = IPv4Address("TCP", "127.0.0.1", 4000)
-"""The address the test frontend seems to connect to."""
 
 
 def _failure(error: BaseException) -> Failure:
@@ -163,158 +156,25 @@ class TestResponse:
         :returns: the response.
         :raises MalformedResponseError: if the bytes are not a valid CGI response.
         """
-        outcome = _ClientOutcome(_bytes(method))
+        outcome = ClientOutcome(_bytes(method))
         client = outcome.client
-        client.makeConnection(_NullTransport())  # type: ignore[no-untyped-call]
+        client.makeConnection(NullTransport())  # type: ignore[no-untyped-call]
         client.dataReceived(raw)
         client.connectionLost(_failure(ConnectionDone("the response is complete")))
-        return outcome.result(raw)
+        response, body = outcome.result()
+        return cls._fromClient(response, body, raw)
 
-
-class _NullTransport:
-    """Where :meth:`TestResponse.parse` lets the client write its (empty) request."""
-
-    def write(self, data: bytes) -> None:
-        """Drop the request."""
-
-    def pauseProducing(self) -> None:
-        """There is no socket to pause."""
-
-    def resumeProducing(self) -> None:
-        """There is no socket to resume."""
-
-    def abortConnection(self) -> None:
-        """The client gave up on a malformed response; its error is kept."""
-
-
-class _ClientOutcome:
-    """What the SCGI client's own protocol made of a response.
-
-    The one response parser of the project: :class:`PendingResponse` and
-    :meth:`TestResponse.parse` read responses with the client's protocol, as
-    :mod:`scgi_twisted.client` reads a real server's.
-
-    :ivar client: the protocol, to connect; it sends ``head`` and ``body``.
-    """
-
-    def __init__(self, method: bytes, head: bytes = b"", body: bytes = b"") -> None:
-        """Make a client protocol for one request, and collect what it reads."""
-        responded: Deferred[Response] = Deferred()
-        responded.addCallbacks(self._responded, self._failed)
-        self.client = SCGIClientProtocol(head, body, method, "the test site", responded)
-        self._response: Response | None = None
-        self._body: list[bytes] = []
-        self._failure: Failure | None = None
-        self._result: TestResponse | None = None
-
-    def result(self, raw: bytes) -> TestResponse:
-        """Return the response, once the client's connection is closed.
-
-        :param raw: the bytes the server wrote, for :attr:`TestResponse.raw`.
-        :raises MalformedResponseError: (or any error of the client) if the
-            response was not valid.
-        """
-        if self._failure is not None:
-            error = self._failure.value
-            assert isinstance(error, BaseException)
-            raise error
-        if self._result is None:
-            response = self._response
-            assert response is not None  # the client failed otherwise
-            self._result = TestResponse(
-                response.code,
-                response.phrase,
-                response.headers,
-                tuple(response.rawHeaders),
-                b"".join(self._body),
-                raw,
-            )
-        return self._result
-
-    def _responded(self, response: Response) -> None:
-        """The head arrived: collect the body."""
-        self._response = response
-        response.collect(self._body.append).addErrback(self._failed)
-
-    def _failed(self, reason: Failure) -> None:
-        """Keep the client's error, for :meth:`result`."""
-        if self._failure is None:
-            self._failure = reason
-
-
-class _ServerTransport(FakeTransport):
-    """The channel's side of an in-memory connection (a ``FakeTransport``).
-
-    What the channel writes reaches the client at once, as a socket's bytes would
-    once the reactor reads them, so a response the channel finishes outside the
-    clock (a Deferred the test fires) is finished without pumping.  A half-close
-    ends the output as a close does, and a pull producer is resumed until it is
-    done or writes nothing, as a TCP transport does.
-
-    :ivar connected: whether the channel still has its connection (it has not
-        been told that the connection is lost).
-    :ivar written: every byte the channel wrote before its close.
-    """
-
-    writeClosed = False
-
-    def __init__(self, channel: SCGIChannel, output: Callable[[], None]) -> None:
-        super().__init__(  # type: ignore[no-untyped-call]
-            channel, isServer=True, hostAddress=_BACKEND, peerAddress=_FRONTEND
+    @classmethod
+    def _fromClient(cls, response: Response, body: bytes, raw: bytes) -> TestResponse:
+        """Make a test response of what the SCGI client read."""
+        return cls(
+            response.code,
+            response.phrase,
+            response.headers,
+            tuple(response.rawHeaders),
+            body,
+            raw,
         )
-        self._output = output
-        self.connected = True
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        """Send response bytes; drop any after the close, as a socket would."""
-        if self.disconnecting or self.writeClosed or not data:
-            return
-        self.written.append(data)
-        super().write(data)  # type: ignore[no-untyped-call]
-        self._output()
-
-    def writeSequence(self, data: Iterable[bytes]) -> None:
-        """Send several pieces of response."""
-        self.write(b"".join(data))
-
-    def loseConnection(self) -> None:
-        """Close: the response is complete."""
-        if not self.disconnecting:
-            super().loseConnection()  # type: ignore[no-untyped-call]
-            self._output()
-
-    def abortConnection(self) -> None:
-        """Abort: as a close here, what was written is delivered."""
-        self.loseConnection()
-
-    def loseWriteConnection(self) -> None:
-        """Half-close: the response is complete, as with a close."""
-        if not self.writeClosed:
-            self.writeClosed = True
-            self.loseConnection()
-
-    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
-        """Register a producer; a pull producer is asked for data until done.
-
-        As a TCP transport does, a pull producer is resumed at once; here it is
-        resumed again after each write, until it unregisters, the connection closes,
-        or a resume writes nothing (the producer is waiting for something else).
-        """
-        self.producer = producer
-        self.streamingProducer = streaming
-        if streaming:
-            return
-        while self.producer is producer and not self.disconnecting:
-            before = len(self.written)
-            cast(IPullProducer, producer).resumeProducing()
-            if self.producer is producer and len(self.written) == before:
-                return
-
-    def reportDisconnect(self) -> None:
-        """Tell the channel that its connection is gone."""
-        self.connected = False
-        super().reportDisconnect()  # type: ignore[no-untyped-call]
 
 
 class PendingResponse:
@@ -322,8 +182,8 @@ class PendingResponse:
 
     The request is made by the SCGI client's own protocol
     (:mod:`scgi_twisted.client`) on an in-memory connection to the channel
-    (``twisted.internet.iosim``): the response is parsed as the client parses a
-    real server's.
+    (``twisted.test.iosim``): the response is parsed as the client parses a real
+    server's.
 
     :ivar channel: the server's channel for this connection.
     :ivar transport: the in-memory transport the channel writes to.
@@ -345,27 +205,15 @@ class PendingResponse:
         """
         self.channel = channel
         self.method = method
-        self._clock = clock
         self._waiting: list[Deferred[TestResponse]] = []
         self._finished = False
         self._disconnected = False
-        self._flushing = False
-        self._flushCall: IDelayedCall | None = None
-        self._outcome = _ClientOutcome(method, head, body)
-        self._client = self._outcome.client
-        self._client.lostDeferred.addCallback(self._clientLost)
-        self.transport = _ServerTransport(channel, self._serverOutput)
-        self._clientTransport = FakeTransport(  # type: ignore[no-untyped-call]
-            self._client, isServer=False, hostAddress=_FRONTEND, peerAddress=_BACKEND
-        )
-        self._pump = connect(  # type: ignore[no-untyped-call]
-            channel,
-            self.transport,
-            self._client,
-            self._clientTransport,
-            greet=False,
-            clock=clock,
-        )
+        self._result: TestResponse | None = None
+        self._outcome = ClientOutcome(method, head, body)
+        client = self._outcome.client
+        client.lostDeferred.addCallback(self._clientLost)
+        self._connection = MemoryConnection(channel, client, clock)
+        self.transport = self._connection.server
 
     @property
     def finished(self) -> bool:
@@ -396,7 +244,10 @@ class PendingResponse:
                 "that returned NOT_DONE_YET finishes once the clock is advanced or "
                 "what it waits on fires"
             )
-        return self._outcome.result(self.raw)
+        if self._result is None:
+            response, body = self._outcome.result()
+            self._result = TestResponse._fromClient(response, body, self.raw)
+        return self._result
 
     def when_finished(self) -> Deferred[TestResponse]:
         """Return a Deferred that fires with the response once it is finished.
@@ -426,47 +277,8 @@ class PendingResponse:
         self._disconnected = True
         if not self.transport.disconnecting:
             self.channel.readConnectionLost()
-        self._clientTransport.loseConnection()  # type: ignore[no-untyped-call]
-        self._flush()
-
-    # The connection.
-
-    def _flush(self) -> None:
-        """Move bytes and closes both ways until nothing moves."""
-        call, self._flushCall = self._flushCall, None
-        if call is not None and call.active():
-            call.cancel()
-        self._flushing = True
-        try:
-            while (
-                self._pump.pump(advanceClock=False)
-                or self.transport.stream
-                or self._clientTransport.stream
-            ):
-                pass
-        finally:
-            self._flushing = False
-
-    def _serverOutput(self) -> None:
-        """The channel wrote or closed: the client reads it now.
-
-        The channel hears of the closed connection later (on the next clock tick,
-        or when the test disconnects), as from a real transport, never from inside
-        its own call.
-        """
-        if self._flushing:
-            return
-        server, client = self.transport, self._clientTransport
-        data = server.getOutBuffer()  # type: ignore[no-untyped-call]
-        if data:
-            client.bufferReceived(data)  # type: ignore[no-untyped-call]
-        if (server.disconnecting or client.disconnecting) and not server.disconnected:
-            # The client's side ends now; the pump ends the channel's side.
-            server.disconnected = True
-            client.disconnecting = True
-            client.reportDisconnect()  # type: ignore[no-untyped-call]
-            if self._flushCall is None:
-                self._flushCall = self._clock.callLater(0, self._flush)
+        self._connection.client.loseConnection()  # type: ignore[no-untyped-call]
+        self._connection.flush()
 
     def _clientLost(self, _: object) -> None:
         """The client's connection is closed: the response is finished."""
@@ -692,14 +504,14 @@ class SCGITestClient:
             script_name=mount if self.send_script_name else None,
             secure=self.secure,
         )
-        channel = self.site.buildProtocol(_FRONTEND)
+        channel = self.site.buildProtocol(FRONTEND)
         if channel is None or isinstance(channel, RefusedConnection):
             raise ConnectionRefusedError("the site refused the test frontend's address")
         channel.callLater = self.clock.callLater
         pending = PendingResponse(
             channel, method_bytes, self.clock, head=head, body=payload
         )
-        pending._flush()
+        pending._connection.flush()
         return pending
 
 

@@ -27,6 +27,7 @@ from twisted.web.static import File
 from zope.interface import implementer
 
 from scgi_twisted import SCGISite, getSCGIVariables
+from scgi_twisted._clientprotocol import SCGIClientProtocol
 from scgi_twisted._errors import LocalProtocolError, MalformedResponseError
 from scgi_twisted.testing import (
     PendingResponse,
@@ -657,3 +658,38 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(response.status, 200)
         self.assertEqual(response.body, b"hello, you")
         self.assertEqual(client.get("/").body, b"hello, world")
+
+
+class OneParserTests(SynchronousTestCase):
+    """The test client reads responses with the SCGI client's own protocol."""
+
+    def recordClientReads(self) -> list[bytes]:
+        """Patch the client's protocol to record the bytes it is given."""
+        read: list[bytes] = []
+        original = SCGIClientProtocol.dataReceived
+
+        def dataReceived(protocol: SCGIClientProtocol, data: bytes) -> None:
+            read.append(data)
+            original(protocol, data)
+
+        self.patch(SCGIClientProtocol, "dataReceived", dataReceived)
+        return read
+
+    def test_request(self) -> None:
+        """Every byte the channel writes is read by ``SCGIClientProtocol``."""
+        read = self.recordClientReads()
+        response = SCGITestClient(Inspect()).get("/a?b=c")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(b"".join(read), response.raw)
+
+    def test_parse(self) -> None:
+        """``TestResponse.parse`` reads with ``SCGIClientProtocol`` too."""
+        read = self.recordClientReads()
+        raw = b"Status: 201 Created\r\n\r\nbody"
+        self.assertEqual(TestResponse.parse(raw).body, b"body")
+        self.assertEqual(read, [raw])
+
+    def test_redirectWithoutStatus(self) -> None:
+        """A ``Location`` without ``Status`` reads as the client reads it: a 302."""
+        response = TestResponse.parse(b"Location: /elsewhere\r\n\r\n")
+        self.assertEqual((response.status, response.reason), (302, b"Found"))
