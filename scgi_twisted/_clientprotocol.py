@@ -30,7 +30,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
-from ._clientsansio import (
+from ._clientresponse import (
     ResponseBody,
     ResponseHead,
     ResponseParser,

@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from scgi_twisted import _clientresponse as clientresponse
 from scgi_twisted import _clientsansio as sansio
 from scgi_twisted._clientsansio import (
     DEFAULT_MAX_HEAD_SIZE,
@@ -117,16 +118,22 @@ class ModuleTests(SynchronousTestCase):
     """The module's layering and error classes."""
 
     def test_noTwistedImport(self) -> None:
-        """The client's sans-I/O module imports nothing from Twisted."""
-        source = Path(sansio.__file__).read_text(encoding="utf-8")
-        imported = []
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Import):
-                imported += [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                imported.append(node.module or "")
-        self.assertTrue(imported)
-        self.assertEqual([name for name in imported if "twisted" in name], [])
+        """The client's sans-I/O modules (request, response) import no Twisted."""
+        for module in (sansio, clientresponse):
+            source = Path(module.__file__ or "").read_text(encoding="utf-8")
+            imported = []
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.Import):
+                    imported += [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    imported.append(node.module or "")
+            self.assertTrue(imported)
+            self.assertEqual([name for name in imported if "twisted" in name], [])
+
+    def test_responseNamesHere(self) -> None:
+        """The response parser's names are found in ``_clientsansio`` too."""
+        for name in clientresponse.__all__:
+            self.assertIs(getattr(sansio, name), getattr(clientresponse, name))
 
     def test_errorHierarchy(self) -> None:
         """A malformed response is a client error, an SCGI error and a ValueError."""
