@@ -25,8 +25,14 @@ registered on the transport, so an upload is read only as fast as the socket dra
 The response's Deferred fires when its head has arrived; the transport is then paused
 until :meth:`Response.deliverBody` is called, so an unread body is never buffered
 beyond one read.  SCGI ends a response by closing the connection: the body is complete
-at EOF, and ``Content-Length`` must agree with it (:class:`ResponseParser`).  Errors are
-reported once the connection is closed, never while it is still open.
+at EOF, and ``Content-Length`` must agree with it.  Errors are reported once the
+connection is closed, never while it is still open.
+
+Layout: endpoint strings are read in ``_clientendpoint``, one exchange on a connection
+is ``_clientprotocol`` (also run by :mod:`scgi_twisted.testing`, in memory), and the
+bytes are encoded and parsed without I/O in ``_clientsansio`` and
+``_clientresponse``.  This module connects, times the exchange out and holds the
+public names.
 """
 
 from __future__ import annotations
