@@ -110,9 +110,12 @@ class ServerTransport(FakeTransport):
     :ivar connected: whether the channel still has its connection (it has not
         been told that the connection is lost).
     :ivar written: every byte the channel wrote before its close.
+    :ivar aborted: whether the channel aborted the connection (as on a
+        ``StringTransport``).
     """
 
     writeClosed = False
+    aborted = False
 
     def __init__(self, channel: Protocol, output: Callable[[], None]) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
@@ -142,6 +145,7 @@ class ServerTransport(FakeTransport):
 
     def abortConnection(self) -> None:
         """Abort: as a close here, what was written is delivered."""
+        self.aborted = True
         self.loseConnection()
 
     def loseWriteConnection(self) -> None:

@@ -579,6 +579,17 @@ class PendingResponseTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(waiting).status, 204)
         self.assertEqual(pending.raw, b"Status: 204 No Content\r\n\r\n")
 
+    def test_serverAbort(self) -> None:
+        """A server that aborts has finished; the transport says it aborted."""
+        held = Held()
+        pending = SCGITestClient(held).start("GET", "/")
+        self.assertFalse(pending.transport.aborted)
+        pending.transport.write(b"Status: 204 No Content\r\n\r\n")
+        pending.transport.abortConnection()
+        self.assertTrue(pending.transport.aborted)
+        self.assertTrue(pending.finished)
+        self.assertEqual(pending.result().status, 204)
+
     def test_type(self) -> None:
         """``start`` returns a :class:`PendingResponse` for the request's method."""
         pending = self.client.start(b"GET", b"/")
