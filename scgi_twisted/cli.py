@@ -6,7 +6,8 @@ and exits with a curl-like status (``EXIT_*``).  :func:`main` runs it as a progr
 under a reactor that is already running, as tests do.  ``scgi-client --help`` lists
 its options and ``docs/client.md`` its exit statuses.
 
-This module builds on the library client; the library never imports it.
+This module builds on the library client (``_client``), which never imports it;
+:mod:`scgi_twisted.client` re-exports :func:`main`, :func:`run` and the statuses.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.web.client import FileBodyProducer
 from twisted.web.iweb import IBodyProducer
 
+from ._client import Response, SCGIClient, clientEndpoint
 from ._clientsansio import request_variables
 from ._errors import (
     ConnectFailedError,
@@ -29,7 +31,6 @@ from ._errors import (
     ResponseTimeoutError,
     SCGIError,
 )
-from .client import Response, SCGIClient, clientEndpoint
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite

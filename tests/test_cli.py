@@ -493,24 +493,24 @@ class ConsoleScriptTests(SynchronousTestCase):
         """The command line's names are still found in ``scgi_twisted.client``.
 
         ``main``, ``run`` and the ``EXIT_*`` statuses lived there before the command
-        line had its own module; they are the same objects, and other names still
-        raise ``AttributeError``.
+        line had its own module; they are the same objects.
         """
         for name in scgi_twisted.cli.__all__:
             self.assertIn(name, scgi_twisted.client.__all__)
             self.assertIs(
                 getattr(scgi_twisted.client, name), getattr(scgi_twisted.cli, name)
             )
-        with self.assertRaises(AttributeError):
-            scgi_twisted.client.nonexistent  # noqa: B018
 
     def test_libraryWithoutCommandLine(self) -> None:
-        """Importing the library client does not load the command line."""
+        """Importing the library client (``_client``) does not load the command line.
+
+        ``scgi_twisted.client``, the public names, imports both.
+        """
         completed = subprocess.run(
             [
                 sys.executable,
                 "-c",
-                "import sys, scgi_twisted.client; "
+                "import sys, scgi_twisted._client; "
                 "print(sorted(m for m in sys.modules if m.startswith('scgi_twisted')))",
             ],
             capture_output=True,
@@ -520,7 +520,7 @@ class ConsoleScriptTests(SynchronousTestCase):
             cwd=ROOT,
             check=True,
         )
-        self.assertIn("'scgi_twisted.client'", completed.stdout)
+        self.assertIn("'scgi_twisted._client'", completed.stdout)
         self.assertNotIn("'scgi_twisted.cli'", completed.stdout)
 
     def test_oldModuleRuns(self) -> None:

@@ -59,13 +59,13 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from scgi_twisted import SCGIChannel, SCGISite, getSCGIVariables
+from scgi_twisted._client import ERR_UNKNOWN_LENGTH
 from scgi_twisted._clientendpoint import describeEndpoint
 from scgi_twisted._clientprotocol import ERR_BODY_TWICE
 from scgi_twisted._clientsansio import ResponseParser, encode_request
 from scgi_twisted._errors import LocalProtocolError
 from scgi_twisted._sansio import RequestEnded, SCGIParser
 from scgi_twisted.client import (
-    ERR_UNKNOWN_LENGTH,
     ConnectFailedError,
     MalformedResponseError,
     Response,

@@ -27,12 +27,18 @@ LAYERS: dict[str, int] = {
     # 1: the sans-I/O parser and encoders, server side and client side.
     "_sansio": 1,
     "_clientsansio": 1,
+    "_clientresponse": 1,
     # 2: the CGI environ mapping.
     "_environ": 2,
     # 3: one connection on Twisted: the channel and its parts; the client protocol.
     "_streaming": 3,
     "_channel": 3,
+    "_clientendpoint": 3,
+    "_clientprotocol": 3,
+    "_client": 3,
+    "cli": 3,
     "client": 3,
+    "_memory": 3,
     # 4: the site, what it guards its listeners with, and the resources served on
     # it; the package's public names (``__init__``) re-export this layer and below.
     "_descriptors": 4,
@@ -63,7 +69,7 @@ string and imports nothing of the package."""
 EXAMPLE_MODULES = {"tap", "_site", "_worker", "__init__"}
 """The modules of the small sources the helpers are checked on."""
 
-NO_TWISTED = ("_errors", "_sansio", "_clientsansio", "_environ")
+NO_TWISTED = ("_errors", "_sansio", "_clientsansio", "_clientresponse", "_environ")
 """The sans-I/O modules: they import nothing from Twisted (or zope.interface)."""
 
 
