@@ -555,6 +555,9 @@ class Frontend(abc.ABC):
     :ivar tlsPort: the TLS port, once started.
     """
 
+    startsFrontend: ClassVar[bool] = True
+    """Starts a real frontend: tests that use it are marked ``frontend``."""
+
     executable: ClassVar[str]
     install: ClassVar[str]
     mainTemplate: ClassVar[str]
@@ -948,6 +951,9 @@ class StackSpec:
     :ivar prefix: the mount point the site template is rendered with.
     """
 
+    startsFrontend: ClassVar[bool] = True
+    """Starts a real frontend: tests that use it are marked ``frontend``."""
+
     frontend: type[Frontend]
     site: str
     backend: BackendSpec
@@ -962,6 +968,9 @@ class Stack:
     :ivar backend: the backend, once started.
     :ivar frontend: the frontend, once started.
     """
+
+    startsFrontend: ClassVar[bool] = True
+    """Starts a real frontend: tests that use it are marked ``frontend``."""
 
     backend: Backend | None = None
     frontend: Frontend | None = None
@@ -1155,6 +1164,9 @@ class FrontendTestMixin(_MixinBase):
 
     :cvar stackSpec: the stack the class's tests run against.
     """
+
+    startsFrontend: ClassVar[bool] = True
+    """Starts a real frontend: tests that use it are marked ``frontend``."""
 
     stackSpec: ClassVar[StackSpec]
     stack: Stack

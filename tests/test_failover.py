@@ -32,6 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -213,6 +214,9 @@ class _Backend:
 
 class _Frontend:
     """nginx with the upstream template, in the foreground, in a private directory."""
+
+    startsFrontend: ClassVar[bool] = True
+    """Starts a real frontend: tests that use it are marked ``frontend``."""
 
     def __init__(self, directory: Path, backends: list[_Backend]) -> None:
         try:
