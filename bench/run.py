@@ -127,6 +127,9 @@ SERVERS: dict[str, Server] = {
         Server("flup", "flup", "flup_app.py", "scgi", ("flup",)),
         Server("scgi", "scgi package", "scgi_pkg_app.py", "scgi", ("scgi",)),
         Server("uwsgi", "uWSGI", "uwsgi_app.py", "scgi", ("uwsgi",)),
+        # scgi_twisted from another checkout (--baseline DIR): the same launcher, so
+        # a change is measured against what it replaces in one run.
+        Server("baseline", "scgi_twisted baseline", "scgi_twisted_app.py", "scgi"),
     )
 }
 SUBJECT = "scgi_twisted"
@@ -150,15 +153,18 @@ class Target:
 
 
 TARGETS = (
-    Target("hello-c32", "twisted_http", 1.5),
+    Target("hello-c32", "twisted_http", 1.3),
     Target("hello-c32", "flup", 1.0),
     Target("hello-c32", "scgi", 1.0),
-    Target("hello-c32", "minimal", 0.75),
+    Target("hello-c32", "minimal", 0.6),
     Target("post1m-c8", "twisted_http", 2.5),
-    Target("post1m-c8", "minimal", 0.75),
+    Target("post1m-c8", "minimal", 0.9),
     Target("big-c8", "minimal", 0.9),
     Target("post64m", "", max_growth_mib=4.0),
-    Target("nginx-hello-c32", "twisted_http_ka", 1.1),
+    Target("nginx-hello-c32", "twisted_http", 1.2),
+    Target("hello-c32", "baseline", 1.0),
+    Target("post1m-c8", "baseline", 1.0),
+    Target("big-c8", "baseline", 1.0),
 )
 
 
@@ -397,12 +403,16 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGINT) -> None:
 
 @contextlib.contextmanager
 def started(
-    command: list[str], address: str, log_path: str, stop_signal: int = signal.SIGTERM
+    command: list[str],
+    address: str,
+    log_path: str,
+    stop_signal: int = signal.SIGTERM,
+    env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a command in its own process group until the block ends.
 
     It must be listening on ``address`` within 30 s; at the end it gets
-    ``stop_signal`` (then SIGKILL after 5 s).
+    ``stop_signal`` (then SIGKILL after 5 s).  ``env`` replaces the environment.
     """
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -411,6 +421,7 @@ def started(
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
+            env=env,
             start_new_session=True,
         )
     try:
@@ -660,6 +671,7 @@ class Options:
     logdir: str
     max_other: float = 0.2
     retries: int = 3
+    baseline: str | None = None
 
 
 def measure(scenario: Scenario, transport: str, server: Server, opts: Options) -> Cell:
@@ -685,9 +697,12 @@ def measure(scenario: Scenario, transport: str, server: Server, opts: Options) -
     ):
         command += ["--profile", os.path.join(OUT, f"profile-{tag}.prof")]
     log_path = os.path.join(opts.logdir, f"{tag}.log")
+    env = None
+    if server.key == "baseline":
+        env = dict(os.environ, SCGI_TWISTED_TREE=opts.baseline or REPO)
     with contextlib.ExitStack() as stack:
         try:
-            process = stack.enter_context(started(command, address, log_path))
+            process = stack.enter_context(started(command, address, log_path, env=env))
         except RuntimeError as error:
             cell.problems.append(f"server did not start: {error}")
             print(log_tail(log_path), file=sys.stderr)
@@ -1026,7 +1041,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per run (3)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds (1)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument(
+        "--servers",
+        help="default: all but 'baseline', which is added when --baseline is given",
+    )
     parser.add_argument("--transports", default="tcp,unix")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
@@ -1049,6 +1067,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--list", action="store_true", help="list scenarios and servers"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="the checkout the 'baseline' server runs scgi_twisted from, e.g. a "
+        "worktree of the previous commit (default: this one)",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for scenario in SCENARIOS.values():
@@ -1059,6 +1083,9 @@ def main(argv: list[str] | None = None) -> int:
     # Always in the canonical order, scgi_twisted first.
     chosen = set(_choose(args.scenarios, SCENARIOS, "scenarios"))
     scenarios = [s for k, s in SCENARIOS.items() if k in chosen]
+    if args.servers is None:
+        everyone = [k for k in SERVERS if k != "baseline" or args.baseline]
+        args.servers = ",".join(everyone)
     chosen = set(_choose(args.servers, SERVERS, "servers"))
     servers = [s for k, s in SERVERS.items() if k in chosen]
     chosen = set(_choose(args.transports, {"tcp": 1, "unix": 1}, "transports"))
@@ -1089,6 +1116,7 @@ def main(argv: list[str] | None = None) -> int:
         logdir,
         args.max_other,
         args.retries,
+        os.path.abspath(args.baseline) if args.baseline else None,
     )
     print(
         f"server on CPU {opts.server_cpu}, load on CPU {opts.load_cpu}; {runs} run(s) "

@@ -69,6 +69,11 @@ def arguments(description: str, profile: bool = False) -> argparse.Namespace:
 
 
 def use_working_tree() -> None:
-    """Import scgi_twisted from this checkout, installed or not."""
-    if REPO not in sys.path:
-        sys.path.insert(0, REPO)
+    """Import scgi_twisted from this checkout, installed or not.
+
+    ``SCGI_TWISTED_TREE`` names another checkout to import it from instead
+    (``run.py --baseline``).
+    """
+    tree = os.environ.get("SCGI_TWISTED_TREE") or REPO
+    if tree not in sys.path:
+        sys.path.insert(0, tree)
