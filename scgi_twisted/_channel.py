@@ -75,6 +75,7 @@ from ._errors import (
     PrematureEOFError,
     RemoteProtocolError,
 )
+from ._internals import addRawHeaders, receiveRequest
 from ._sansio import (
     DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_MAX_VARIABLES,
@@ -110,7 +111,6 @@ class _Request(TypingProtocol):
     content: Any
     site: Any
     sitepath: list[bytes]
-    _parsePOSTFormSubmission: bool
 
     def setHeader(self, name: bytes, value: bytes) -> None:
         """Set a response header."""
@@ -158,70 +158,6 @@ def _failure_current() -> Failure:
 def _failure(error: BaseException) -> Failure:
     """Wrap an exception in a ``Failure`` (``Failure`` itself is untyped)."""
     return Failure(error)  # type: ignore[no-untyped-call]
-
-
-def _cannotBeForm(request: Any) -> bool:
-    """Return whether ``Request.requestReceived`` would surely not parse a form body.
-
-    It parses one when the media type of the Content-Type, as the email package reads
-    it, is ``application/x-www-form-urlencoded`` or ``multipart/form-data``.  Both hold
-    ``form``, and the email package neither invents nor decodes letters of a media
-    type, so a value without ``form`` (in any case) is not a form.
-    """
-    if not getattr(request, "_parsePOSTFormSubmission", False):
-        return False
-    values = request.requestHeaders.getRawHeaders(b"content-type")
-    return bool(values) and b"form" not in values[0].lower()
-
-
-def _headersStoreRaw() -> bool:
-    """Return whether ``Headers`` keeps its values in a ``_rawHeaders`` dict of lists.
-
-    Every Twisted release since 2010 does; :func:`_addHeaders` checks rather than
-    assumes it, and falls back to the public ``addRawHeader`` otherwise.
-    """
-    probe = Headers()
-    probe.addRawHeader(b"x-probe", b"1")
-    raw = getattr(probe, "_rawHeaders", None)
-    return isinstance(raw, dict) and list(raw.values()) == [[b"1"]]
-
-
-_HEADERS_STORE_RAW = _headersStoreRaw()
-
-_HEADER_KEYS: dict[bytes, bytes] = {}
-"""The key ``Headers`` files each request header name under (its canonical form)."""
-
-
-def _headerKey(name: bytes) -> bytes:
-    """Return the key ``Headers`` files ``name`` under, asking ``Headers`` itself."""
-    probe = Headers()
-    probe.addRawHeader(name, b"")
-    (key,) = probe._rawHeaders
-    if len(_HEADER_KEYS) < 1024:
-        _HEADER_KEYS[name] = key
-    return key
-
-
-def _addHeaders(target: Headers, headers: list[tuple[bytes, bytes]]) -> None:
-    """Add request headers to a ``Headers``, as ``addRawHeader`` does for each.
-
-    ``addRawHeader`` canonicalises the name and replaces line breaks in the value
-    (there are none: :func:`request_headers` refuses them); for a stock ``Headers``
-    the same result is stored directly, with each name's key looked up once.
-    """
-    if not _HEADERS_STORE_RAW or type(target) is not Headers:
-        for name, value in headers:
-            target.addRawHeader(name, value)
-        return
-    raw = target._rawHeaders
-    keys = _HEADER_KEYS
-    for name, value in headers:
-        key = keys.get(name) or _headerKey(name)
-        values = raw.get(key)
-        if values is None:
-            raw[key] = [value]
-        else:
-            values.append(value)
 
 
 _QUEUED_WRITE = 64 * 1024
@@ -650,7 +586,7 @@ class SCGIChannel(Protocol):
         self._host = IPv4Address("TCP", server_host, server_port)
         headers = request_headers(environ)
         request: _Request = self.requestFactory(self)
-        _addHeaders(request.requestHeaders, headers)
+        addRawHeaders(request.requestHeaders, headers)
         request.parseCookies()
         request.gotLength(event.content_length)
         self._request = request
@@ -872,19 +808,12 @@ class SCGIChannel(Protocol):
         # While the request is processed, the response head is held back and sent
         # with the first piece of the body (see writeHeaders).
         self._holdHead = True
-        # twisted.web would parse the Content-Type with the email package only to
-        # find that the body is not a form: skip straight to the answer it would
-        # reach (docs/performance.md has what that parse costs).
-        skipFormParsing = method == b"POST" and _cannotBeForm(request)
-        if skipFormParsing:
-            request._parsePOSTFormSubmission = False
         try:
-            request.requestReceived(
-                method, request_uri(environ), request_protocol(environ)
+            # Skips the form parse of a body that is surely no form (see there).
+            receiveRequest(
+                request, method, request_uri(environ), request_protocol(environ)
             )
         finally:
-            if skipFormParsing:
-                request._parsePOSTFormSubmission = True
             self._holdHead = False
             self._flushHead()
 

@@ -20,18 +20,18 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IStreamClientEndpoint
 
+from ._internals import clientEndpointAddress
+
 __all__ = ["clientEndpoint", "describeEndpoint"]
 
 
 def describeEndpoint(endpoint: object) -> str:
     """Describe an endpoint object for error messages, as well as it can."""
-    path = getattr(endpoint, "_path", None)
-    if isinstance(path, str | bytes):
-        return f"unix:{os.fsdecode(path)}"
-    host = getattr(endpoint, "_hostText", None) or getattr(endpoint, "_host", None)
-    port = getattr(endpoint, "_port", None)
-    if isinstance(host, str | bytes) and isinstance(port, int):
-        text = host.decode("ascii", "replace") if isinstance(host, bytes) else host
+    address = clientEndpointAddress(endpoint)
+    if isinstance(address, str | bytes):
+        return f"unix:{os.fsdecode(address)}"
+    if address is not None:
+        text, port = address
         return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
     return repr(endpoint)
 

@@ -26,6 +26,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python import reflect, usage
 from twisted.web.resource import IResource
 
+from ._internals import serverEndpointAddress, unixServerEndpointPath
 from ._sansio import DEFAULT_MAX_HEADER_SIZE
 from ._site import DEFAULT_WRITE_TIMEOUT, resourceOf
 
@@ -240,17 +241,17 @@ def _badEndpoint(description: str, error: Exception) -> str:
     )
 
 
-def _endpointProblem(endpoint: object) -> str | None:
+def _endpointProblem(endpoint: object, description: str) -> str | None:
     """Return what is wrong with a parsed endpoint that would fail only at start-up.
 
-    The checks read the attributes of Twisted's TCP, SSL and unix endpoints, and
-    pass any endpoint that lacks them.
+    The checks read where Twisted's TCP, SSL and unix endpoints listen, and pass
+    any other endpoint.
     """
-    port = getattr(endpoint, "_port", None)
-    if isinstance(port, int) and not 0 <= port <= 65535:
-        return f"the port {port} is not in 0-65535"
-    if isinstance(endpoint, UNIXServerEndpoint) and not getattr(
-        endpoint, "_address", "socket"
+    address = serverEndpointAddress(endpoint, description)
+    if address is not None and not 0 <= address[1] <= 65535:
+        return f"the port {address[1]} is not in 0-65535"
+    if isinstance(endpoint, UNIXServerEndpoint) and not unixServerEndpointPath(
+        endpoint, description
     ):
         return "the unix socket needs a path, such as unix:/run/app/scgi.sock"
     return None
@@ -390,7 +391,7 @@ class Options(usage.Options):
             ) from None
         except Exception as error:
             raise _fail("listen", _badEndpoint(description, error)) from None
-        problem = _endpointProblem(endpoint)
+        problem = _endpointProblem(endpoint, description)
         if problem:
             raise _fail("listen", f"{description!r}: {problem}")
         self["listen"].append(description)

@@ -27,6 +27,7 @@ from twisted.web.static import File
 from twisted.web.wsgi import WSGIResource
 
 from ._defaultpage import DefaultPage
+from ._internals import AccessLogHook, serverEndpointAddress
 from ._options import Options, commandName
 from ._site import SCGISite
 from ._stopping import RecordingEndpoint, acceptBacklog
@@ -55,15 +56,10 @@ LISTENS_EVERYWHERE = (
 format: ``listen`` is the endpoint description)."""
 
 
-def _listensEverywhere(endpoint: object) -> bool:
+def _listensEverywhere(endpoint: object, description: str) -> bool:
     """Return whether ``endpoint`` is a TCP (or TLS) endpoint on every interface."""
-    interface = getattr(endpoint, "_interface", None)
-    return isinstance(getattr(endpoint, "_port", None), int) and interface in (
-        "",
-        "0.0.0.0",
-        "::",
-        "::0",
-    )
+    address = serverEndpointAddress(endpoint, description)
+    return address is not None and address[0] in ("", "0.0.0.0", "::", "::0")
 
 
 def warnIfEverywhere(
@@ -77,7 +73,7 @@ def warnIfEverywhere(
     :param endpoint: the server endpoint.
     :param config: the parsed options.
     """
-    if _listensEverywhere(endpoint) and not config["allow"]:
+    if _listensEverywhere(endpoint, description) and not config["allow"]:
         log.warn(LISTENS_EVERYWHERE, listen=description)
 
 
@@ -204,16 +200,16 @@ class _StandardOutputLog:
             stream.flush()
 
 
-class _CommandLineSite(SCGISite):
+class _CommandLineSite(AccessLogHook, SCGISite):
     """The site of ``twistd scgi``: an :class:`SCGISite` whose log may be ``-``."""
 
     standardOutput = "-"
 
-    def _openLogFile(self, path: str | bytes) -> IO[str] | _StandardOutputLog:
+    def openAccessLog(self, path: str | bytes) -> IO[str] | _StandardOutputLog:
         """Open the access log: standard output for ``-``, else append to the file."""
         if path == self.standardOutput:
             return _StandardOutputLog()
-        return super()._openLogFile(path)  # type: ignore[no-untyped-call,no-any-return]
+        return super().openAccessLog(path)  # type: ignore[no-any-return]
 
     def logPrefix(self) -> str:
         """Name this factory as the site class it is, in log lines."""

@@ -28,6 +28,7 @@ from twisted.web.server import Request, Site
 
 from ._channel import SCGIChannel, SCGIConfig
 from ._descriptors import DescriptorGuard
+from ._internals import siteParsesForms
 from ._sansio import DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_VARIABLES
 
 __all__ = ["DEFAULT_SPOOL_THRESHOLD", "DEFAULT_WRITE_TIMEOUT", "SCGISite", "resourceOf"]
@@ -584,7 +585,7 @@ class SCGISite(Site):
         :returns: a factory to listen with.
         """
         options.setdefault("timeout", site.timeOut)
-        options.setdefault("parsePOSTFormSubmission", site._parsePOSTFormSubmission)
+        options.setdefault("parsePOSTFormSubmission", siteParsesForms(site))
         scgi = cls(site.resource, site.requestFactory, reactor=site.reactor, **options)
         scgi._origin = site
         scgi.sessions = site.sessions

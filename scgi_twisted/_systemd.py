@@ -39,6 +39,8 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._internals import closeWithoutShutdown, portFromListeningDescriptor
+
 __all__ = [
     "InheritedSocketEndpoint",
     "NotifyService",
@@ -155,7 +157,7 @@ class _InheritedUNIXPort(unix.Port):
         # Close only our descriptor on stop: shutdown() would stop the socket
         # listening for every process sharing it (Twisted's TCP port does the same
         # for adopted sockets; its unix port does not).
-        self._shouldShutdown = False
+        closeWithoutShutdown(self)
 
     def connectionLost(self, reason: Failure) -> None:
         """Close the socket but leave its file: its owner removes it."""
@@ -187,13 +189,13 @@ def adoptListeningSocket(
     if family == socket.AF_UNIX:
         with socket.socket(family, socket.SOCK_STREAM, fileno=os.dup(fileno)) as sock:
             path = sock.getsockname()
-        port = _InheritedUNIXPort._fromListeningDescriptor(  # type: ignore[no-untyped-call]
-            reactor, fileno, factory
-        )
+        port = portFromListeningDescriptor(_InheritedUNIXPort, reactor, fileno, factory)
+        if not isinstance(port, _InheritedUNIXPort):
+            return port  # type: ignore[no-any-return]
         port.backlog = backlog
         port.socketPath = path
         port.startListening()
-        return port  # type: ignore[no-any-return]
+        return port
     return reactor.adoptStreamPort(fileno, family, factory)  # type: ignore[no-any-return]
 
 

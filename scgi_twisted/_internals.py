@@ -1,0 +1,443 @@
+"""The one seam to Twisted's private attributes: every touch of one is here.
+
+The package relies on a few names Twisted does not promise to keep (by its
+compatibility policy, a name starting with ``_`` may change in any release).  Each is
+read or written only by a function of this module, which:
+
+* says which private name it touches and why the package needs it;
+* checks, once at import, that the name is there and behaves as expected, and
+  otherwise takes a public fallback that keeps behaviour correct (maybe slower, or
+  with a plainer error message; the docstring says which);
+* names the public API we would propose to Twisted, so that the touch can go.
+
+``tests/test_internals.py`` runs each function both ways on the installed Twisted and
+names the Twisted versions it was checked against; a test there keeps every other
+module of the package off Twisted's private names.  ``docs/internals.md`` lists the
+same, for users.
+
+This module imports only Twisted and the standard library: it sits below the channel
+and beside the environ mapping in the package's layers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from twisted.internet import tcp
+from twisted.logger import Logger
+from twisted.web.http import HTTPFactory
+from twisted.web.http_headers import Headers
+
+__all__ = [
+    "AccessLogHook",
+    "addRawHeaders",
+    "clientEndpointAddress",
+    "closeWithoutShutdown",
+    "headerKey",
+    "portFromListeningDescriptor",
+    "receiveRequest",
+    "serverEndpointAddress",
+    "siteParsesForms",
+    "unixServerEndpointPath",
+]
+
+_log = Logger()
+
+HEADER_KEYS_CACHED = 1024
+"""How many header names :func:`headerKey` remembers (least recently used first out);
+the names come from the peer, so the cache is bounded."""
+
+
+# --- Headers._rawHeaders ------------------------------------------------------------
+
+
+def _headersStoreRaw() -> bool:
+    """Return whether ``Headers`` keeps its values in a ``_rawHeaders`` dict of lists.
+
+    Every Twisted release since 2010 does (25.5 and 26.10 among them).
+    """
+    probe = Headers()
+    probe.addRawHeader(b"x-probe", b"1")
+    raw = getattr(probe, "_rawHeaders", None)
+    return isinstance(raw, dict) and list(raw.values()) == [[b"1"]]
+
+
+RAW_HEADERS = _headersStoreRaw()
+"""Whether :func:`addRawHeaders` may fill ``Headers._rawHeaders`` directly."""
+
+
+@lru_cache(maxsize=HEADER_KEYS_CACHED)
+def headerKey(name: bytes) -> bytes:
+    """Return the key ``Headers`` files header ``name`` under, asking ``Headers``.
+
+    Only called when :data:`RAW_HEADERS` holds.  The key is what ``addRawHeader``
+    made of the name (its canonical form), so no rule of Twisted's is copied here.
+    """
+    probe = Headers()
+    probe.addRawHeader(name, b"")
+    (key,) = probe._rawHeaders
+    return key
+
+
+def addRawHeaders(target: Headers, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    """Add request headers to ``target``, as ``addRawHeader`` does for each, in order.
+
+    Private name: ``Headers._rawHeaders`` (the dict of canonical name to values).
+
+    Why: a request's headers are copied into its ``requestHeaders`` once per request;
+    ``addRawHeader`` encodes the name and scans the value for line breaks on every
+    call.  The values have none (the parser refuses them), and each name's key is
+    looked up once (:func:`headerKey`), so the stock ``Headers`` is filled directly.
+
+    Fallback: without a ``_rawHeaders`` dict of lists (:data:`RAW_HEADERS` false),
+    or for a subclass of ``Headers``, each header goes through the public
+    ``addRawHeader``: the same result, more slowly.
+
+    Upstream: ``Headers.addRawHeaders(pairs)`` (or ``Headers.fromRawPairs``), adding
+    many values in one call.
+
+    :param target: the headers to add to (existing values are kept).
+    :param headers: ``(name, value)`` pairs, values without line breaks.
+    """
+    if not RAW_HEADERS or type(target) is not Headers:
+        for name, value in headers:
+            target.addRawHeader(name, value)
+        return
+    raw = target._rawHeaders
+    key = headerKey
+    for name, value in headers:
+        canonical = key(name)
+        values = raw.get(canonical)
+        if values is None:
+            raw[canonical] = [value]
+        else:
+            values.append(value)
+
+
+# --- Request._parsePOSTFormSubmission and Site._parsePOSTFormSubmission ----------
+
+
+def _cannotBeForm(request: Any) -> bool:
+    """Return whether ``Request.requestReceived`` would surely not parse a form body.
+
+    It parses one when the media type of the Content-Type, as the email package reads
+    it, is ``application/x-www-form-urlencoded`` or ``multipart/form-data``.  Both hold
+    ``form``, and the email package neither invents nor decodes letters of a media
+    type, so a value without ``form`` (in any case) is not a form.  A request without
+    the private flag (or with it off) is never skipped.
+    """
+    if not getattr(request, "_parsePOSTFormSubmission", False):
+        return False
+    values = request.requestHeaders.getRawHeaders(b"content-type")
+    return bool(values) and b"form" not in values[0].lower()
+
+
+def receiveRequest(request: Any, method: bytes, uri: bytes, clientproto: bytes) -> None:
+    """Call ``request.requestReceived``, skipping a form parse that finds no form.
+
+    Private name: ``Request._parsePOSTFormSubmission`` (set from the site's
+    ``parsePOSTFormSubmission``), switched off for the call and back on after it.
+
+    Why: for every POST, ``requestReceived`` parses the Content-Type with the email
+    package only to find, for a JSON or binary body, that it is not a form.  When
+    the type surely is no form (:func:`_cannotBeForm`) the flag is off for the
+    call, and the request reaches the same state without that parse.
+
+    Fallback: a request without the flag (renamed or removed) is handed over as it
+    is: the parse runs, the same result, more slowly.  A flag Twisted no longer
+    honours costs nothing either: the parse runs.
+
+    Upstream: decide on the media type before the email package, in
+    ``Request.requestReceived`` (a cheap test for ``form`` in the Content-Type).
+    """
+    if method == b"POST" and _cannotBeForm(request):
+        request._parsePOSTFormSubmission = False
+        try:
+            request.requestReceived(method, uri, clientproto)
+        finally:
+            request._parsePOSTFormSubmission = True
+    else:
+        request.requestReceived(method, uri, clientproto)
+
+
+def siteParsesForms(site: Any) -> bool:
+    """Return whether ``site`` was made with ``parsePOSTFormSubmission`` on.
+
+    Private name: ``Site._parsePOSTFormSubmission``.
+
+    Why: ``SCGISite.sharing(site)`` serves ``site``'s tree over SCGI with the same
+    settings, this one included.
+
+    Fallback: without the attribute, Twisted's default (``True``: forms are parsed).
+    A site made with ``parsePOSTFormSubmission=False`` then parses forms over SCGI;
+    pass ``parsePOSTFormSubmission=False`` to ``sharing`` to keep it off.
+
+    Upstream: a public read-only ``Site.parsePOSTFormSubmission``.
+    """
+    value = getattr(site, "_parsePOSTFormSubmission", True)
+    return value if isinstance(value, bool) else True
+
+
+# --- endpoint attributes --------------------------------------------------------------
+
+
+def clientEndpointAddress(endpoint: object) -> str | bytes | tuple[str, int] | None:
+    """Return where a client endpoint connects: a unix path, or a host and port.
+
+    Private names: ``UNIXClientEndpoint._path``, ``HostnameEndpoint._hostText``,
+    ``TCP4ClientEndpoint._host`` / ``TCP6ClientEndpoint._host``, and ``_port`` of
+    all three (and ``SSL4ClientEndpoint``).
+
+    Why: only to name the endpoint in the client's error messages.
+
+    Fallback: ``None``, and the message names the endpoint by its ``repr``.
+
+    Upstream: a public ``__repr__`` (or ``host``/``port``/``path`` attributes) for
+    every stock endpoint, as ``HostnameEndpoint`` has a ``__repr__`` already.
+
+    :returns: the path (``str`` or ``bytes``), ``(host, port)``, or ``None``.
+    """
+    path = getattr(endpoint, "_path", None)
+    if isinstance(path, str | bytes):
+        return path
+    host = getattr(endpoint, "_hostText", None) or getattr(endpoint, "_host", None)
+    port = getattr(endpoint, "_port", None)
+    if isinstance(host, str | bytes) and isinstance(port, int):
+        text = host.decode("ascii", "replace") if isinstance(host, bytes) else host
+        return text, port
+    return None
+
+
+def _splitDescription(description: str) -> tuple[str, list[str], dict[str, str]]:
+    r"""Split a server endpoint string as ``serverFromString`` does.
+
+    Colons separate the arguments, ``\`` escapes the next character, and the first
+    unescaped ``=`` of an argument makes it a keyword.
+
+    :returns: the kind (the first argument), the positional arguments after it and
+        the keywords.
+    """
+    arguments: list[tuple[str, str]] = []
+    current: list[str] = []
+    key: str | None = None
+    escaped = False
+    for letter in [*description, ":"]:
+        if escaped:
+            current.append(letter)
+            escaped = False
+        elif letter == "\\":
+            escaped = True
+        elif letter == ":":
+            arguments.append(("" if key is None else key, "".join(current)))
+            current, key = [], None
+        elif letter == "=" and key is None:
+            key, current = "".join(current), []
+        else:
+            current.append(letter)
+    positional = [value for name, value in arguments[1:] if not name]
+    keywords = {name: value for name, value in arguments[1:] if name}
+    return arguments[0][1], positional, keywords
+
+
+_INTERFACES = {"tcp": (1, ""), "tcp6": (2, "::"), "ssl": (4, "")}
+"""For each stock kind with an interface: the interface's position among the
+positional arguments (after the port), and its default."""
+
+
+def _parsedServerAddress(description: str) -> tuple[str, int] | None:
+    """Return the interface and port a ``tcp:``, ``tcp6:`` or ``ssl:`` string names."""
+    kind, positional, keywords = _splitDescription(description)
+    if kind not in _INTERFACES:
+        return None
+    index, default = _INTERFACES[kind]
+    port = keywords.get("port", positional[0] if positional else "")
+    interface = positional[index] if len(positional) > index else default
+    try:
+        return keywords.get("interface", interface), int(port)
+    except ValueError:
+        return None
+
+
+PRIVATE_ENDPOINTS = True
+"""Whether the endpoint functions read the endpoints' private attributes (tests
+switch it off to run the fallbacks)."""
+
+
+def serverEndpointAddress(endpoint: object, description: str) -> tuple[str, int] | None:
+    """Return the interface and port a TCP, TCP6 or SSL server endpoint listens on.
+
+    Private names: ``_interface`` and ``_port`` of ``TCP4ServerEndpoint``,
+    ``TCP6ServerEndpoint`` and ``SSL4ServerEndpoint``.
+
+    Why: to refuse a port outside 0-65535 while the options are parsed (not at
+    start-up), and to warn about a listener on every interface.
+
+    Fallback: the endpoint string the endpoint was made from is read instead,
+    with ``serverFromString``'s syntax and defaults for ``tcp:``, ``tcp6:`` and
+    ``ssl:`` (other kinds give ``None``, as they do with the attributes).
+
+    Upstream: public ``interface`` and ``port`` attributes on these endpoints.
+
+    :param endpoint: the server endpoint.
+    :param description: the endpoint string it was parsed from.
+    :returns: ``(interface, port)``, or ``None`` for another kind of endpoint.
+    """
+    if PRIVATE_ENDPOINTS and hasattr(endpoint, "_port"):
+        port = getattr(endpoint, "_port", None)
+        interface = getattr(endpoint, "_interface", None)
+        if isinstance(port, int) and isinstance(interface, str):
+            return interface, port
+        return None
+    return _parsedServerAddress(description)
+
+
+def unixServerEndpointPath(endpoint: object, description: str) -> str | bytes | None:
+    """Return the path a ``UNIXServerEndpoint`` listens on.
+
+    Private name: ``UNIXServerEndpoint._address``.
+
+    Why: to refuse ``unix:`` without a path while the options are parsed.
+
+    Fallback: the path in the endpoint string (``unix:PATH`` or ``address=PATH``).
+
+    Upstream: a public ``address`` attribute on ``UNIXServerEndpoint``.
+
+    :returns: the path, or ``None`` for another kind of endpoint.
+    """
+    if PRIVATE_ENDPOINTS and hasattr(endpoint, "_address"):
+        address = getattr(endpoint, "_address", None)
+        return address if isinstance(address, str | bytes) else None
+    kind, positional, keywords = _splitDescription(description)
+    if kind != "unix":
+        return None
+    return keywords.get("address", positional[0] if positional else "")
+
+
+# --- unix.Port._fromListeningDescriptor and tcp._SocketCloser._shouldShutdown -----
+
+
+def portFromListeningDescriptor(
+    portClass: type[Any], reactor: Any, fileno: int, factory: Any
+) -> Any:
+    """Return a ``unix.Port`` (of ``portClass``) on a listening socket, not started.
+
+    Private name: ``unix.Port._fromListeningDescriptor`` (what
+    ``reactor.adoptStreamPort`` uses for a unix socket).
+
+    Why: the port must be our subclass (``scgi_twisted._systemd``), which keeps the
+    socket file's mode and the file itself; ``adoptStreamPort`` builds Twisted's own
+    class, which sets the mode to ``0666`` and removes the file when it stops.
+
+    Fallback: the public ``reactor.adoptStreamPort(fileno, AF_UNIX, factory)``,
+    already listening, with a warning logged: requests are served the same, but the
+    socket file gets mode ``0666`` and is removed when the port stops, as with
+    Twisted's own ``systemd:`` endpoint.  The caller must not start it again; it
+    can tell by ``isinstance(port, portClass)``.
+
+    Upstream: a public ``IReactorSocket.adoptStreamPort`` option (or a public
+    classmethod) that keeps a unix socket's file and mode, for sockets the process
+    does not own.
+    """
+    make = getattr(portClass, "_fromListeningDescriptor", None)
+    if make is not None:
+        return make(reactor, fileno, factory)
+    _log.warn(
+        "This Twisted has no unix.Port._fromListeningDescriptor: the inherited "
+        "socket is adopted by Twisted, which sets its file's mode to 0666 and "
+        "removes the file when it stops listening"
+    )
+    return reactor.adoptStreamPort(fileno, socket.AF_UNIX, factory)
+
+
+SHUTDOWN_FLAG = isinstance(getattr(tcp.Port, "_shouldShutdown", None), bool)
+"""Whether Twisted's ports still have the ``_shouldShutdown`` switch."""
+
+
+class _NoShutdown:
+    """A socket whose ``shutdown`` does nothing: closing closes one descriptor."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        """Wrap ``sock``."""
+        self.wrapped = sock
+
+    def shutdown(self, how: int) -> None:
+        """Do nothing: the socket is shared with other processes."""
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the socket's."""
+        return getattr(self.wrapped, name)
+
+
+def closeWithoutShutdown(port: Any) -> None:
+    """Make a listening ``port`` close only its descriptor when it stops.
+
+    Call it once the port listens.
+
+    Private name: ``_shouldShutdown`` (of ``tcp._SocketCloser``, which ports
+    inherit); Twisted turns it off itself for sockets adopted over TCP.
+
+    Why: ``shutdown()`` acts on the socket, not on one descriptor: for a socket
+    shared with systemd or other workers it would stop the listening everywhere.
+
+    Fallback: the port's public ``socket`` attribute is wrapped in an object whose
+    ``shutdown`` does nothing (every accept then goes through the wrapper).
+
+    Upstream: a public argument of ``unix.Port`` (or of ``adoptStreamPort``) for a
+    shared socket, as the TCP port has internally.
+    """
+    if SHUTDOWN_FLAG:
+        port._shouldShutdown = False
+    else:
+        port.socket = _NoShutdown(port.socket)
+
+
+# --- HTTPFactory._openLogFile ------------------------------------------------------
+
+OPEN_LOG_FILE_HOOK = callable(getattr(HTTPFactory, "_openLogFile", None))
+"""Whether ``HTTPFactory`` still opens its access log with ``_openLogFile``."""
+
+
+class AccessLogHook(HTTPFactory):
+    """A mixin that opens the access log with :meth:`openAccessLog` (public name).
+
+    Private name: ``HTTPFactory._openLogFile``, which Twisted's docstring invites
+    subclasses to override ("e.g. to use twisted.python.logfile").
+
+    Why: ``twistd scgi --access-log -`` writes the access log to standard output.
+
+    Fallback: without the method, :meth:`startFactory` lets ``HTTPFactory`` start
+    without a ``logPath`` and then sets the public ``logFile`` to what
+    :meth:`openAccessLog` returns: the same log file.
+
+    Upstream: a public ``openLogFile`` hook (the same method without the ``_``).
+
+    Put it first among the bases: ``class MySite(AccessLogHook, Site)``.
+    """
+
+    def openAccessLog(self, path: str | bytes) -> Any:
+        """Open the access log at ``path``, as ``HTTPFactory`` does by default."""
+        if OPEN_LOG_FILE_HOOK:
+            return HTTPFactory._openLogFile(self, path)
+        return open(path, "a", 1, newline="\n")
+
+    def _openLogFile(self, path: str | bytes) -> Any:
+        """Twisted's hook: hand over to :meth:`openAccessLog`."""
+        return self.openAccessLog(path)
+
+    def startFactory(self) -> None:
+        """Start, opening the log with :meth:`openAccessLog` in either case."""
+        if OPEN_LOG_FILE_HOOK:
+            super().startFactory()
+            return
+        path = self.logPath
+        self.logPath = None
+        try:
+            super().startFactory()
+        finally:
+            self.logPath = path
+        if path:
+            self.logFile = self.openAccessLog(os.fspath(path))
