@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from twisted.internet import tcp
+from twisted.internet import tcp, unix
 from twisted.logger import Logger
-from twisted.web.http import HTTPFactory
+from twisted.web.http import HTTPFactory, Request
 from twisted.web.http_headers import Headers
 
 __all__ = [
@@ -120,6 +120,10 @@ def addRawHeaders(target: Headers, headers: Sequence[tuple[bytes, bytes]]) -> No
 
 # --- Request._parsePOSTFormSubmission and Site._parsePOSTFormSubmission ----------
 
+FORM_FLAG = "_parsePOSTFormSubmission" in getattr(Request, "__annotations__", {})
+"""Whether ``Request`` declares the ``_parsePOSTFormSubmission`` flag
+:func:`receiveRequest` switches (Twisted 22.10 and later do)."""
+
 
 def _cannotBeForm(request: Any) -> bool:
     """Return whether ``Request.requestReceived`` would surely not parse a form body.
@@ -147,14 +151,15 @@ def receiveRequest(request: Any, method: bytes, uri: bytes, clientproto: bytes) 
     the type surely is no form (:func:`_cannotBeForm`) the flag is off for the
     call, and the request reaches the same state without that parse.
 
-    Fallback: a request without the flag (renamed or removed) is handed over as it
-    is: the parse runs, the same result, more slowly.  A flag Twisted no longer
+    Fallback: without the flag (:data:`FORM_FLAG` false, or a request without
+    it), the request is handed over as it is: the parse runs, the same result, more
+    slowly.  A flag Twisted no longer
     honours costs nothing either: the parse runs.
 
     Upstream: decide on the media type before the email package, in
     ``Request.requestReceived`` (a cheap test for ``form`` in the Content-Type).
     """
-    if method == b"POST" and _cannotBeForm(request):
+    if method == b"POST" and FORM_FLAG and _cannotBeForm(request):
         request._parsePOSTFormSubmission = False
         try:
             request.requestReceived(method, uri, clientproto)
@@ -184,6 +189,10 @@ def siteParsesForms(site: Any) -> bool:
 
 # --- endpoint attributes --------------------------------------------------------------
 
+PRIVATE_ENDPOINTS = True
+"""Whether the endpoint functions read the endpoints' private attributes (tests
+switch it off to run the fallbacks)."""
+
 
 def clientEndpointAddress(endpoint: object) -> str | bytes | tuple[str, int] | None:
     """Return where a client endpoint connects: a unix path, or a host and port.
@@ -201,6 +210,8 @@ def clientEndpointAddress(endpoint: object) -> str | bytes | tuple[str, int] | N
 
     :returns: the path (``str`` or ``bytes``), ``(host, port)``, or ``None``.
     """
+    if not PRIVATE_ENDPOINTS:
+        return None
     path = getattr(endpoint, "_path", None)
     if isinstance(path, str | bytes):
         return path
@@ -262,11 +273,6 @@ def _parsedServerAddress(description: str) -> tuple[str, int] | None:
         return None
 
 
-PRIVATE_ENDPOINTS = True
-"""Whether the endpoint functions read the endpoints' private attributes (tests
-switch it off to run the fallbacks)."""
-
-
 def serverEndpointAddress(endpoint: object, description: str) -> tuple[str, int] | None:
     """Return the interface and port a TCP, TCP6 or SSL server endpoint listens on.
 
@@ -320,6 +326,10 @@ def unixServerEndpointPath(endpoint: object, description: str) -> str | bytes | 
 # --- unix.Port._fromListeningDescriptor and tcp._SocketCloser._shouldShutdown -----
 
 
+ADOPT_PRIVATE = callable(getattr(unix.Port, "_fromListeningDescriptor", None))
+"""Whether Twisted's unix port still has ``_fromListeningDescriptor``."""
+
+
 def portFromListeningDescriptor(
     portClass: type[Any], reactor: Any, fileno: int, factory: Any
 ) -> Any:
@@ -342,9 +352,8 @@ def portFromListeningDescriptor(
     classmethod) that keeps a unix socket's file and mode, for sockets the process
     does not own.
     """
-    make = getattr(portClass, "_fromListeningDescriptor", None)
-    if make is not None:
-        return make(reactor, fileno, factory)
+    if ADOPT_PRIVATE:
+        return portClass._fromListeningDescriptor(reactor, fileno, factory)
     _log.warn(
         "This Twisted has no unix.Port._fromListeningDescriptor: the inherited "
         "socket is adopted by Twisted, which sets its file's mode to 0666 and "
