@@ -21,7 +21,7 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from importlib import metadata
 from typing import IO, Any, Protocol, cast
 
@@ -103,7 +103,7 @@ class _Request(Protocol):
         """Set a response header."""
 
 
-@cache
+@lru_cache(maxsize=1)
 def _versions() -> str:
     """Return the versions shown in the page's footer."""
     try:
