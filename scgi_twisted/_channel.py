@@ -838,7 +838,11 @@ class SCGIChannel(Protocol):
             if isinstance(error, HTTPRequestError):
                 # The peer speaks HTTP: answer in HTTP, which it can read.
                 self._responseStarted = True
-                self.transport.write(encode_http_error(error.status_hint, str(error)))
+                answer = encode_http_error(error.status_hint, str(error))
+                self.transport.write(answer)
+                self._logRefused(
+                    error.status_hint, len(answer.partition(b"\r\n\r\n")[2])
+                )
             else:
                 self._writeError(error.status_hint, str(error))
         self._abortRequest(_failure(error))
@@ -1034,6 +1038,13 @@ class SCGIChannel(Protocol):
             ],
         )
         self.transport.write(head + payload)
+        self._logRefused(status, len(payload))
+
+    def _logRefused(self, status: int, length: int) -> None:
+        """Tell the site (if it keeps such a log) of an answer the channel wrote."""
+        logRefused = getattr(self.factory, "logRefused", None)
+        if logRefused is not None:
+            logRefused(self, status, length)
 
     def _requestURI(self) -> bytes:
         """Return the request's URI for log lines."""

@@ -31,6 +31,7 @@ from ._sansio import DEFAULT_MAX_HEADER_SIZE
 from ._site import DEFAULT_WRITE_TIMEOUT, resourceOf
 
 __all__ = [
+    "ACCESS_LOG_NONE",
     "DEFAULT_ABORT_TIMEOUT",
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_LISTEN",
@@ -39,6 +40,10 @@ __all__ = [
     "commandName",
     "parseSize",
 ]
+
+ACCESS_LOG_NONE = "none"
+"""The ``--access-log`` value that turns the access log off (a file of that name is
+``./none``)."""
 
 DEFAULT_LISTEN = "tcp:4000:interface=127.0.0.1"
 """Where ``twistd scgi`` listens without ``--listen``: loopback only, since SCGI trusts
@@ -581,8 +586,13 @@ class Options(usage.Options):
     def opt_access_log(self, path: str) -> None:
         """Write the access log to this file, in combined log format; - for stdout.
 
+        none turns it off (the frontend keeps its own); the file is reopened on
+        SIGUSR1 (logrotate). Lines are written in batches, within a second.
         [default: the twistd log]
         """
+        if path == ACCESS_LOG_NONE:
+            self["access-log"] = ACCESS_LOG_NONE
+            return
         if path != "-":
             full = os.path.abspath(os.path.expanduser(path))
             if os.path.isdir(full):

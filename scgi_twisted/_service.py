@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import IO, Any
+from types import FrameType, TracebackType
+from typing import Any
 
 from twisted.application import service, strports
 from twisted.internet.defer import Deferred
@@ -26,15 +28,17 @@ from twisted.web.resource import IResource
 from twisted.web.static import File
 from twisted.web.wsgi import WSGIResource
 
+from ._accesslog import AccessLog, FileSink, LoggerSink, Sink, StreamSink
 from ._defaultpage import DefaultPage
-from ._internals import AccessLogHook, serverEndpointAddress
-from ._options import Options, commandName
+from ._internals import serverEndpointAddress
+from ._options import ACCESS_LOG_NONE, Options, commandName
 from ._site import SCGISite
 from ._stopping import RecordingEndpoint, acceptBacklog
 from ._systemd import InheritedSocketEndpoint, NotifyService, inheritedSafely
 
 __all__ = [
     "SCGIService",
+    "SignalHook",
     "StartupError",
     "StartupGuard",
     "commandLine",
@@ -179,41 +183,69 @@ def _quietStartupErrors(
     return excepthook
 
 
-class _StandardOutputLog:
-    """An access log that writes to the process's standard output (``-``).
+class _CommandLineSite(SCGISite):
+    """The site of ``twistd scgi``: an :class:`SCGISite` with a batched access log.
 
-    It writes to the real standard output (``sys.__stdout__``), not to
-    ``sys.stdout``, which ``twistd`` redirects into its own log.
+    :ivar accessLog: the open access log, while the site is started (``None`` with
+        ``--access-log none``, and while stopped).
     """
 
-    def write(self, line: str) -> None:
-        """Write one log line and flush it."""
-        stream = sys.__stdout__
-        if stream is not None:
-            stream.write(line)
-            stream.flush()
+    accessLog: AccessLog | None = None
+    _openSink: Callable[[], Sink] | None = None
 
-    def close(self) -> None:
-        """Flush; standard output itself stays open."""
-        stream = sys.__stdout__
-        if stream is not None:
-            stream.flush()
+    def startFactory(self) -> None:
+        """Open the access log."""
+        super().startFactory()
+        if self._openSink is not None and self.accessLog is None:
+            self.accessLog = AccessLog(self._openSink(), self.reactor)
 
+    def stopFactory(self) -> None:
+        """Write what the access log holds, and close it."""
+        accessLog, self.accessLog = self.accessLog, None
+        if accessLog is not None:
+            accessLog.close()
+        super().stopFactory()
 
-class _CommandLineSite(AccessLogHook, SCGISite):
-    """The site of ``twistd scgi``: an :class:`SCGISite` whose log may be ``-``."""
+    def log(self, request: Any) -> None:
+        """Buffer the request's access-log line."""
+        accessLog = self.accessLog
+        if accessLog is not None:
+            accessLog.request(request)
 
-    standardOutput = "-"
+    def logRefused(self, channel: Any, status: int, length: int) -> None:
+        """Log a request the channel answered itself (400, 408, 413, 431)."""
+        accessLog = self.accessLog
+        if accessLog is not None and 400 <= status < 500:
+            accessLog.refused(channel, status, length)
 
-    def openAccessLog(self, path: str | bytes) -> IO[str] | _StandardOutputLog:
-        """Open the access log: standard output for ``-``, else append to the file."""
-        if path == self.standardOutput:
-            return _StandardOutputLog()
-        return super().openAccessLog(path)  # type: ignore[no-any-return]
+    def reopenLog(self) -> None:
+        """Reopen the access log file (``SIGUSR1``, after log rotation)."""
+        if self.accessLog is not None:
+            self.accessLog.reopen()
 
     def logPrefix(self) -> str:
         """Name this factory as the site class it is, in log lines."""
         return "SCGISite"
+
+
+def _accessLogSink(accessLog: str | None) -> Callable[[], Sink] | None:
+    """Return what opens the sink ``--access-log`` names (``None`` for ``none``).
+
+    :param accessLog: the option's value: ``None`` (the ``twistd`` log), ``-``
+        (standard output), ``none``, or an absolute path.
+    """
+    if accessLog == ACCESS_LOG_NONE:
+        return None
+    if accessLog is None:
+        return LoggerSink
+    if accessLog == "-":
+        return lambda: StreamSink(sys.__stdout__.fileno() if sys.__stdout__ else 1)
+    path = accessLog
+    return lambda: FileSink(path)
+
+
+def _nothing() -> None:
+    """Do nothing (a site without an access log to reopen)."""
 
 
 def _threadPool(reactor: object) -> Any:
@@ -236,6 +268,46 @@ def _root(config: Options, reactor: object) -> IResource:
     if kind == "path":
         return File(config["path"])
     return DefaultPage()
+
+
+class SignalHook:
+    """Run a callback in the reactor on a signal, after any handler already set.
+
+    ``twistd`` itself rotates its own log file on ``SIGUSR1`` (when it writes one):
+    that handler still runs, before the callback is scheduled.
+
+    :param signum: the signal, such as ``signal.SIGUSR1``.
+    :param reactor: the reactor the callback runs in.
+    :param callback: what to do, called with no arguments.
+    """
+
+    def __init__(self, signum: int, reactor: Any, callback: Callable[[], None]) -> None:
+        """Describe the hook; :meth:`install` sets it."""
+        self.signum = signum
+        self._reactor = reactor
+        self._callback = callback
+        self._previous: Any = None
+        self.installed = False
+
+    def install(self) -> None:
+        """Set the handler (only from the main thread, where signals are handled)."""
+        if self.installed or threading.current_thread() is not threading.main_thread():
+            return
+        self._previous = signal.signal(self.signum, self._handle)
+        self.installed = True
+
+    def uninstall(self) -> None:
+        """Put the previous handler back."""
+        if self.installed:
+            self.installed = False
+            signal.signal(self.signum, self._previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        """Call the previous handler, then schedule the callback in the reactor."""
+        previous = self._previous
+        if callable(previous):
+            previous(signum, frame)
+        self._reactor.callFromThread(self._callback)
 
 
 class StartupGuard(service.MultiService):
@@ -299,6 +371,14 @@ class SCGIService(StartupGuard):
         self.site = site
         self.gracePeriod = gracePeriod
         self.endpoints: list[RecordingEndpoint] = []
+        self.reopenHook = SignalHook(
+            signal.SIGUSR1, site.reactor, getattr(site, "reopenLog", _nothing)
+        )
+
+    def startService(self) -> None:
+        """Listen, then reopen the access log on ``SIGUSR1`` from now on."""
+        super().startService()
+        self.reopenHook.install()
 
     def _acceptBacklogs(self) -> None:
         """Take every connection queued on our ports; new ones are refused."""
@@ -315,6 +395,7 @@ class SCGIService(StartupGuard):
 
     def stopService(self) -> Deferred[None]:
         """Stop listening, then wait for the open connections (up to the grace)."""
+        self.reopenHook.uninstall()
         site = self.site
         # Stopping the last listener stops the site (closing its access log): hold it
         # started until the connections are gone.
@@ -372,10 +453,8 @@ def makeSiteService(
         allow=config["allow"] or None,
         reactor=reactor,
         parsePOSTFormSubmission=not config["no-form-parsing"],
-        logPath=None if accessLog in (None, "-") else accessLog,
     )
-    if accessLog == "-":
-        site.logPath = _CommandLineSite.standardOutput
+    site._openSink = _accessLogSink(accessLog)
     site.displayTracebacks = bool(config["display-tracebacks"])
     parent = SCGIService(site, config["grace-period"])
     for listen in config["listen"]:

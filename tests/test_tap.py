@@ -558,12 +558,16 @@ class ValueOptionTests(UsageErrorMixin, SynchronousTestCase):
             )
 
     def test_accessLog(self) -> None:
-        """``--access-log`` keeps an absolute path, or ``-``."""
+        """``--access-log`` keeps an absolute path, ``-``, or ``none`` (off)."""
         relative = os.path.relpath(temporaryDirectory(self).child("access.log").path)
         self.assertEqual(
             parse("--access-log", relative)["access-log"], os.path.abspath(relative)
         )
         self.assertEqual(parse("--access-log", "-")["access-log"], "-")
+        self.assertEqual(parse("--access-log", "none")["access-log"], "none")
+        self.assertEqual(
+            parse("--access-log", "./none")["access-log"], os.path.abspath("none")
+        )
 
     def test_accessLogMissingDirectory(self) -> None:
         """A log file in a directory that does not exist is refused."""
@@ -836,20 +840,64 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertTrue(line.endswith('"-" "curl/8.5.0"'), line)
 
     def test_accessLogStandardOutput(self) -> None:
-        """``--access-log -`` writes the lines to the real standard output."""
-        output = io.StringIO()
+        """``--access-log -`` writes the lines to the real standard output's descriptor.
+
+        The descriptor stays open when the site stops.
+        """
+        readEnd, writeEnd = os.pipe()
+        self.addCleanup(os.close, readEnd)
+        self.addCleanup(os.close, writeEnd)
+        output = io.TextIOWrapper(io.FileIO(writeEnd, "w", closefd=False))
         self.patch(sys, "__stdout__", output)
         site = self.start("--access-log", "-")
         site.doStart()
         self.serve(site, replace(BASE, REQUEST_URI=b"/logged"))
         site.doStop()
-        self.assertFalse(output.closed)
-        (line,) = output.getvalue().splitlines()
+        os.fstat(writeEnd)  # still open
+        (line,) = os.read(readEnd, 65536).decode("ascii").splitlines()
         self.assertIn('"GET /logged HTTP/1.1" 200 ', line)
 
     def test_accessLogDefault(self) -> None:
-        """Without ``--access-log`` the site logs where twisted.web does by default."""
-        self.assertIsNone(self.start().logPath)
+        """Without ``--access-log`` a batch of lines goes to the log as one event.
+
+        The event (namespace ``scgi_twisted.access``) says how many requests follow,
+        then has each combined log line on a line of its own; nothing is logged per
+        request.
+        """
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        site = self.start()
+        site.doStart()
+        for uri in (b"/one", b"/two"):
+            self.serve(site, replace(BASE, REQUEST_URI=uri))
+        access = [e for e in events if e.get("log_namespace") == "scgi_twisted.access"]
+        self.assertEqual(access, [])
+        site.doStop()
+        (event,) = [
+            e for e in events if e.get("log_namespace") == "scgi_twisted.access"
+        ]
+        first, *lines = formatEvent(event).split("\n")
+        self.assertEqual(first, "Access log, 2 request(s):")
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(event["lines"], lines)
+        self.assertIn('"GET /one HTTP/1.1" 200 ', lines[0])
+        self.assertIn('"GET /two HTTP/1.1" 200 ', lines[1])
+
+    def test_accessLogNone(self) -> None:
+        """``--access-log none`` logs nothing, neither to the log nor to a file."""
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        site = self.start("--access-log", "none")
+        site.doStart()
+        self.serve(site, replace(BASE, REQUEST_URI=b"/unlogged"))
+        site.doStop()
+        self.assertNotIn("/unlogged", "".join(formatEvent(e) for e in events))
+        self.assertIsNone(site.accessLog)  # type: ignore[attr-defined]
+        self.assertFalse(os.path.exists("none"))
 
     def test_logPrefix(self) -> None:
         """The site calls itself SCGISite in log lines."""
