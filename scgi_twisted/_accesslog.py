@@ -61,12 +61,17 @@ PIPE_BUF = getattr(select, "PIPE_BUF", 4096)
 
 _log = Logger()
 
+_accessLog = Logger(namespace="scgi_twisted.access")
+"""The logger of :class:`LoggerSink`: its events are the access log's batches."""
+
+_IP = (IPv4Address, IPv6Address)
+
 _SAFE = re.compile(rb"[ !#-\[\]-~]*")
 """Printable ASCII without ``"`` and ``\\``: what :func:`escape` leaves unchanged."""
 
 
 def escape(value: bytes | str) -> str:
-    """Escape a value for a quoted field of a log line, as twisted.web does.
+    r"""Escape a value for a quoted field of a log line, as twisted.web does.
 
     The result equals twisted.web's own escaping: Python's ``repr`` of the bytes
     without the quotes, with ``"`` (and not ``'``) escaped.  Printable ASCII without
@@ -94,10 +99,7 @@ def combinedLine(timestamp: str, request: Any) -> str:
     :param request: a finished ``twisted.web`` request.
     """
     address = request.getClientAddress()
-    if isinstance(address, IPv4Address | IPv6Address):
-        ip = escape(address.host)
-    else:
-        ip = "-"
+    ip = escape(address.host) if isinstance(address, _IP) else "-"
     getHeader = request.getHeader
     referrer = escape(getHeader(b"referer") or b"-")
     agent = escape(getHeader(b"user-agent") or b"-")
@@ -126,10 +128,7 @@ def refusedLine(
     """
     if variables is None:
         return f'"-" - - {timestamp} "-" {status:d} {length or "-"} "-" "-"'
-    if isinstance(client, IPv4Address | IPv6Address):
-        ip = escape(client.host)
-    else:
-        ip = "-"
+    ip = escape(client.host) if isinstance(client, _IP) else "-"
     method = escape(variables.get("REQUEST_METHOD", b"-"))
     protocol = escape(variables.get("SERVER_PROTOCOL", b"-"))
     referrer = escape(variables.get("HTTP_REFERER") or b"-")
@@ -268,12 +267,10 @@ class LoggerSink:
     holds the lines as a list, for other observers.
     """
 
-    log = Logger(namespace="scgi_twisted.access")
-
     def write(self, text: str) -> None:
         """Log the batch as one event."""
         lines = text.splitlines()
-        self.log.info(
+        _accessLog.info(
             "Access log, {count} request(s):\n{text}",
             count=len(lines),
             text=text.rstrip("\n"),

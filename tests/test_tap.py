@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -898,6 +899,62 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertNotIn("/unlogged", "".join(formatEvent(e) for e in events))
         self.assertIsNone(site.accessLog)  # type: ignore[attr-defined]
         self.assertFalse(os.path.exists("none"))
+
+    def test_accessLogRefused(self) -> None:
+        """Requests the channel refuses itself are logged, once each.
+
+        A body over ``--max-body-size`` (413) and a header block that is not a
+        netstring (400), both refused before the request is built, with ``-`` for
+        what is unknown; a 408 for a body that stalled past ``--timeout``, with the
+        request's line.  The status and the length are those of the answer written.
+        """
+        path = temporaryDirectory(self).child("access.log").path
+        site = self.start(
+            "--access-log", path, "--max-body-size", "4", "--timeout", "5"
+        )
+        site.doStart()
+        large = self.serve(site, replace(BASE, REQUEST_URI=b"/big"), b"x" * 10)
+        self.assertEqual(large.status[:3], b"413")
+        bad = serveSCGI(site, b"nonsense")
+        self.assertEqual(bad.status[:3], b"400")
+        channel = site.buildProtocol(None)
+        assert channel is not None
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        stalled = replace(BASE, REQUEST_URI=b"/slow", REQUEST_METHOD=b"POST")
+        channel.dataReceived(scgiRequest(stalled, b"abcd")[:-2])
+        self.reactor.advance(5)
+        site.doStop()
+        with open(path) as log:
+            lines = log.read().splitlines()
+        self.assertEqual(len(lines), 3, lines)
+        self.assertRegex(lines[0], r'^"-" - - \[[^]]+\] "-" 413 \d+ "-" "-"$')
+        self.assertRegex(lines[1], r'^"-" - - \[[^]]+\] "-" 400 \d+ "-" "-"$')
+        self.assertRegex(lines[2], r'"POST /slow HTTP/1\.1" 408 \d+ ')
+
+    def test_accessLogReopen(self) -> None:
+        """``SIGUSR1`` reopens the access log: after a rename, lines go to a new file.
+
+        The lines buffered before the signal are written to the renamed file.  The
+        handler is removed when the service stops.
+        """
+        path = temporaryDirectory(self).child("access.log").path
+        service = makeService(parse("--access-log", path), self.reactor)
+        service.startService()
+        site = self.reactor.tcpServers[0][1]
+        site.doStart()
+        self.serve(site, replace(BASE, REQUEST_URI=b"/before"))
+        os.rename(path, path + ".1")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        self.serve(site, replace(BASE, REQUEST_URI=b"/after"))
+        site.doStop()
+        service.stopService()
+        self.assertIs(signal.getsignal(signal.SIGUSR1), signal.SIG_DFL)
+        with open(path + ".1") as rotated:
+            self.assertIn("GET /before ", rotated.read())
+        with open(path) as current:
+            (line,) = current.read().splitlines()
+        self.assertIn("GET /after ", line)
 
     def test_logPrefix(self) -> None:
         """The site calls itself SCGISite in log lines."""
