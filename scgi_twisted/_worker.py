@@ -16,6 +16,11 @@ and hands it these file descriptors:
 * 3: a pipe to the supervisor: ``ready`` is written once every socket is served.
 * 4 and up: the listening sockets the supervisor bound (``--socket``).
 
+``--reactor NAME`` (the supervisor's own reactor, such as ``asyncio``) is installed
+before anything imports the reactor, so that the workers run the reactor that
+``twistd --reactor`` chose.  ``SIGUSR1`` (forwarded by the supervisor) reopens the
+access log file.
+
 The options are parsed by :class:`WorkerOptions`, the ``twistd scgi`` options with
 ``--listen`` and ``--workers`` ignored, and the site is built by
 :func:`scgi_twisted._service.makeSiteService`, so a worker serves exactly what a
@@ -36,6 +41,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from twisted.application import service
+from twisted.application.reactors import installReactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IReadDescriptor
@@ -127,12 +133,13 @@ class WorkerOptions(Options):
 
 def parseArguments(
     arguments: Sequence[str],
-) -> tuple[int, list[InheritedSocket], list[str]]:
+) -> tuple[int, list[InheritedSocket], list[str], str | None]:
     """Split a worker's command line.
 
-    :param arguments: ``--worker N``, any number of ``--socket SPEC``, ``--``, then
-        the ``twistd scgi`` options.
-    :returns: the worker's number, its sockets, and the ``twistd scgi`` options.
+    :param arguments: ``--worker N``, any number of ``--socket SPEC``, optionally
+        ``--reactor NAME``, ``--``, then the ``twistd scgi`` options.
+    :returns: the worker's number, its sockets, the ``twistd scgi`` options, and the
+        reactor's short name (``None``: the default reactor).
     :raises ValueError: if the command line is not of that form.
     """
     arguments = list(arguments)
@@ -142,6 +149,7 @@ def parseArguments(
     own, options = arguments[:split], arguments[split + 1 :]
     number = 0
     sockets = []
+    reactorName = None
     if len(own) % 2:
         raise ValueError(f"an option without a value in {own!r}")
     for name, value in zip(own[::2], own[1::2], strict=True):
@@ -149,9 +157,11 @@ def parseArguments(
             number = int(value)
         elif name == "--socket":
             sockets.append(InheritedSocket.parse(value))
+        elif name == "--reactor":
+            reactorName = value
         else:
             raise ValueError(f"unknown option {name!r}")
-    return number, sockets, options
+    return number, sockets, options, reactorName
 
 
 @implementer(ILogObserver)
@@ -283,8 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     :param argv: the arguments after the program name (``sys.argv[1:]``).
     """
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Until the service reopens its access log on it, SIGUSR1 must not end us.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     try:
-        number, sockets, options = parseArguments(
+        number, sockets, options, reactorName = parseArguments(
             sys.argv[1:] if argv is None else argv
         )
     except ValueError as error:
@@ -295,6 +307,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         [LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)],
     )
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=True)
+
+    if reactorName is not None:
+        try:
+            installReactor(reactorName)
+        except Exception as error:
+            _log.critical(
+                "Worker {number} could not install the {name} reactor: {error}",
+                number=number,
+                name=reactorName,
+                error=error,
+            )
+            return 2
 
     from twisted.internet import reactor  # noqa: PLC0415
 

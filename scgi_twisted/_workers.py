@@ -44,6 +44,7 @@ from types import FrameType
 from typing import Any
 
 from twisted.application import service
+from twisted.application.reactors import getReactorTypes
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ProcessExitedAlready
@@ -55,6 +56,7 @@ from twisted.python.failure import Failure
 from . import _worker
 from ._options import Options
 from ._service import (
+    SignalHook,
     StartupGuard,
     commandLine,
     servingAnnouncement,
@@ -151,6 +153,7 @@ class _WorkerProcess(ProcessProtocol):
     pid: int | None = None
     ready = False
     stopping = False
+    _reopenPending = False
     _killer: IDelayedCall | None = None
 
     def __init__(self, supervisor: Supervisor, slot: int, generation: int) -> None:
@@ -174,6 +177,8 @@ class _WorkerProcess(ProcessProtocol):
         if childFD == _worker.READY_FD:
             if _worker.READY.strip() in data and not self.ready:
                 self.ready = True
+                if self._reopenPending:
+                    self.reopenLog()
                 self._supervisor._workerReady(self)
             return
         lines = (self._partial + data).split(b"\n")
@@ -202,10 +207,20 @@ class _WorkerProcess(ProcessProtocol):
             self._killer.cancel()
         self._supervisor._workerEnded(self, reason)
 
-    def signal(self, name: str) -> None:
-        """Send a signal (``"TERM"``, ``"KILL"``), unless the worker is gone."""
+    def signal(self, name: str | int) -> None:
+        """Send a signal ("TERM", "KILL", or a number) unless the worker is gone."""
         with contextlib.suppress(ProcessExitedAlready, OSError):
             self.transport.signalProcess(name)  # type: ignore[union-attr]
+
+    def reopenLog(self) -> None:
+        """Have the worker reopen its access log (``SIGUSR1``), once it is ready.
+
+        Until then the worker may not handle ``SIGUSR1`` yet, whose default action
+        would end it: the signal is sent when it says it is ready.
+        """
+        self._reopenPending = not self.ready
+        if self.ready:
+            self.signal(signal.SIGUSR1)
 
     def terminate(self, deadline: float) -> None:
         """Ask the worker to stop; kill it if it still runs after ``deadline`` s."""
@@ -240,6 +255,20 @@ def _workerEnvironment() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def reactorName(reactor: object) -> str | None:
+    """Return the ``--reactor`` name of ``reactor``'s kind, for the workers.
+
+    :returns: the short name (such as ``epoll`` or ``asyncio``) of the installable
+        reactor whose module made ``reactor``, or ``None`` if none did (the workers
+        then run the default reactor).
+    """
+    module = type(reactor).__module__
+    for installable in getReactorTypes():
+        if getattr(installable, "moduleName", None) == module:
+            return str(installable.shortName)
+    return None
 
 
 def _listenNow(endpoint: Any, factory: Factory) -> IListeningPort:
@@ -304,6 +333,8 @@ class Supervisor(service.Service):
         self._stopping = False
         self._stopped: list[Deferred[None]] = []
         self._previousHandler: Any = None
+        self.reactorName = reactorName(reactor)
+        self._reopenHook = SignalHook(signal.SIGUSR1, reactor, self.reopenLogs)
 
     # Starting.
 
@@ -329,6 +360,7 @@ class Supervisor(service.Service):
         self._bind()
         if self.installSignalHandler:
             self._installHandler()
+            self._reopenHook.install()
         _log.info(
             "Starting {count} worker(s) on {listen}",
             count=self.count,
@@ -346,6 +378,11 @@ class Supervisor(service.Service):
         if threading.current_thread() is not threading.main_thread():
             return
         self._previousHandler = signal.signal(signal.SIGHUP, self._sighup)
+
+    def reopenLogs(self) -> None:
+        """``SIGUSR1``: have every worker reopen its access log (logrotate)."""
+        for process in list(self.workers):
+            process.reopenLog()
 
     def _sighup(self, signum: int, frame: FrameType | None) -> None:
         """``SIGHUP``: reload, from the reactor."""
@@ -367,6 +404,8 @@ class Supervisor(service.Service):
             "--worker",
             str(slot),
         ]
+        if self.reactorName is not None:
+            arguments += ["--reactor", self.reactorName]
         for index, sock in enumerate(self._sockets):
             fd = _worker.FIRST_SOCKET_FD + index
             childFDs[fd] = sock.port.fileno()
@@ -542,6 +581,7 @@ class Supervisor(service.Service):
         if self._previousHandler is not None:
             signal.signal(signal.SIGHUP, self._previousHandler)
             self._previousHandler = None
+        self._reopenHook.uninstall()
         for call in self._restarts.values():
             call.cancel()
         self._restarts.clear()

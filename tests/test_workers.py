@@ -99,6 +99,8 @@ class Pid(Resource):
             return NOT_DONE_YET
         elif path[:1] == [b"print"]:
             print("printed by", os.getpid())
+        elif path[:1] == [b"reactor"]:
+            return b"%s %s" % (pid, type(reactor).__module__.encode())
         return pid
 
 
@@ -146,8 +148,12 @@ class Supervised:
         *arguments: str,
         workers: int = 2,
         env: dict[str, str] | None = None,
+        twistd: tuple[str, ...] = (),
     ) -> None:
-        """Start it and wait until every worker serves."""
+        """Start it and wait until every worker serves.
+
+        ``arguments`` follow ``scgi``; ``twistd`` precede it (such as ``--reactor``).
+        """
         self.directory = temporaryDirectory(case)
         (self.directory / "scgi_workers_app.py").write_text(APPLICATION)
         self.socketPath = self.directory / "scgi.sock"
@@ -159,6 +165,7 @@ class Supervised:
             self.directory,
             [
                 *TWISTD,
+                *twistd,
                 "-n",
                 "--pidfile=",
                 "scgi",
@@ -406,13 +413,18 @@ class WorkerCommandLineTests(SynchronousTestCase):
                 _worker.InheritedSocket.parse(bad)
 
     def test_parseArguments(self) -> None:
-        """The worker's own options come before ``--``, the scgi options after."""
-        number, sockets, options = _worker.parseArguments(
+        """The worker's own options come before ``--``, the scgi options after.
+
+        ``--reactor`` is optional: without it the worker runs the default reactor.
+        """
+        number, sockets, options, reactor = _worker.parseArguments(
             [
                 "--worker",
                 "2",
                 "--socket",
                 "4:inet:50:tcp:0",
+                "--reactor",
+                "asyncio",
                 "--",
                 "--listen",
                 "x",
@@ -424,9 +436,32 @@ class WorkerCommandLineTests(SynchronousTestCase):
             sockets, [_worker.InheritedSocket(4, socket.AF_INET, 50, "tcp:0")]
         )
         self.assertEqual(options, ["--listen", "x", "--"])
+        self.assertEqual(reactor, "asyncio")
+        self.assertIsNone(_worker.parseArguments(["--worker", "1", "--"])[3])
         for bad in (["--worker", "1"], ["--worker", "--"], ["--what", "1", "--"]):
             with self.assertRaises(ValueError):
                 _worker.parseArguments(bad)
+
+    def test_reactorName(self) -> None:
+        """The supervisor names its reactor's kind for the workers' ``--reactor``.
+
+        A reactor no installable reactor module made (a test's memory reactor) has
+        no name: the workers then run the default reactor.
+        """
+        from twisted.internet import asyncioreactor, epollreactor, selectreactor
+
+        self.assertEqual(
+            _workers.reactorName(object.__new__(asyncioreactor.AsyncioSelectorReactor)),
+            "asyncio",
+        )
+        self.assertEqual(
+            _workers.reactorName(object.__new__(epollreactor.EPollReactor)), "epoll"
+        )
+        self.assertEqual(
+            _workers.reactorName(object.__new__(selectreactor.SelectReactor)),
+            "select",
+        )
+        self.assertIsNone(_workers.reactorName(MemoryReactor()))
 
     def test_workerOptionsIgnoreListen(self) -> None:
         """A worker ignores ``--listen`` (even ``systemd:`` ones) and ``--workers``.
@@ -499,6 +534,77 @@ class WorkersTests(SynchronousTestCase):
             )
             self.assertEqual(output.count(serving), 1, output)
         self.assertIn(supervised.server.stop(), STOPPED, supervised.output())
+
+    def test_reactor(self) -> None:
+        """Under ``twistd --reactor asyncio`` every worker runs the asyncio reactor.
+
+        Each worker answers with its pid and the module of the reactor it runs; both
+        workers are seen (one is kept busy while the other answers).
+        """
+        supervised = Supervised(self, twistd=("--reactor", "asyncio"))
+        started = supervised.started(1)
+        seen: dict[int, str] = {}
+        with Background(lambda: supervised.get("/block/0.3")).running():
+            deadline = time.monotonic() + DEADLINE
+            while set(seen) != set(started.values()):
+                self.assertLess(time.monotonic(), deadline, seen)
+                pid, module = supervised.get("/reactor").body.decode().split()
+                seen[int(pid)] = module
+        self.assertEqual(set(seen.values()), {"twisted.internet.asyncioreactor"})
+        self.assertIn(supervised.server.stop(), STOPPED, supervised.output())
+
+    def test_accessLogFile(self) -> None:
+        """With ``--access-log FILE`` each request is one whole line, written once.
+
+        Both workers append to the same file.  After logrotate's rename, ``SIGUSR1``
+        to the supervisor makes every worker reopen the file: later requests go to
+        the new file, earlier ones stay in the renamed one.
+        """
+        directory = temporaryDirectory(self)
+        path = directory / "access.log"
+        supervised = Supervised(self, "--access-log", str(path))
+        started = supervised.started(1)
+        pids: set[int] = set()
+        count = 0
+        with Background(lambda: supervised.get("/block/0.2")).running():
+            while pids != set(started.values()) or count < 40:
+                pids.add(int(supervised.get(f"/before/{count}").body))
+                count += 1
+                self.assertLess(count, 2000, pids)
+
+        def lines(name: Path, prefix: str) -> list[str]:
+            if not name.exists():
+                return []
+            return [
+                line
+                for line in name.read_text().splitlines()
+                if f"GET /{prefix}/" in line
+            ]
+
+        waitUntil(lambda: len(lines(path, "before")) >= count, "the lines written")
+        before = lines(path, "before")
+        uris = sorted(int(line.split(" /before/")[1].split()[0]) for line in before)
+        self.assertEqual(uris, list(range(count)))
+        for line in before:
+            self.assertRegex(line, r'^"203\.0\.113\.9" - - \[[^]]+\] "GET /before/')
+        rotated = directory / "access.log.1"
+        path.rename(rotated)
+        os.kill(supervised.pid, signal.SIGUSR1)
+        time.sleep(0.5)  # the signal travels supervisor -> workers
+        pids = set()
+        after = 0
+        with Background(lambda: supervised.get("/block/0.2")).running():
+            while pids != set(started.values()) or after < 20:
+                pids.add(int(supervised.get(f"/after/{after}").body))
+                after += 1
+                self.assertLess(after, 2000, pids)
+        waitUntil(lambda: len(lines(path, "after")) >= after, "the new file's lines")
+        self.assertEqual(len(lines(path, "after")), after)
+        self.assertEqual(lines(path, "before"), [])
+        self.assertEqual(len(lines(rotated, "before")), count)
+        self.assertEqual(lines(rotated, "after"), [])
+        self.assertIn(supervised.server.stop(), STOPPED, supervised.output())
+        self.assertEqual(supervised.allPids(), set(started.values()))
 
     def test_workerRestarted(self) -> None:
         """A worker killed with SIGKILL is replaced; the service goes on throughout.
