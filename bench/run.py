@@ -108,12 +108,36 @@ class Server:
     launcher: str  # file in bench/servers/
     load: str  # "scgi" (loadgen), "http" (loadgen, Connection: close) or "wrk"
     needs: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()  # more arguments for the launcher
 
 
 SERVERS: dict[str, Server] = {
     s.key: s
     for s in (
         Server("scgi_twisted", "scgi_twisted", "scgi_twisted_app.py", "scgi"),
+        Server(
+            "scgi_twisted_asyncio",
+            "scgi_twisted asyncio",
+            "scgi_twisted_app.py",
+            "scgi",
+            args=("--reactor", "asyncio"),
+        ),
+        Server(
+            "scgi_twisted_uvloop",
+            "scgi_twisted asyncio+uvloop",
+            "scgi_twisted_app.py",
+            "scgi",
+            ("uvloop",),
+            args=("--reactor", "uvloop"),
+        ),
+        Server("twistd", "twistd -n scgi", "twistd_scgi.py", "scgi"),
+        Server(
+            "twistd_nolog",
+            "twistd -n scgi, no access log",
+            "twistd_scgi.py",
+            "scgi",
+            args=("--access-log", "none"),
+        ),
         Server("minimal", "minimal Twisted", "minimal_twisted.py", "scgi"),
         Server("stock_request", "stock Request floor", "stock_request.py", "scgi"),
         Server("twisted_http", "twisted.web close", "twisted_http.py", "http"),
@@ -141,15 +165,17 @@ class Target:
 
     scenario: str
     reference: str  # a server key, or "" for the RSS target
-    minimum: float = 0.0  # scgi_twisted req/s ÷ reference req/s must be at least this
+    minimum: float = 0.0  # subject req/s ÷ reference req/s must be at least this
     max_growth_mib: float | None = None  # or: RSS growth must be at most this
+    subject: str = SUBJECT  # the server measured against the reference
 
     def describe(self) -> str:
         """Say the target in words."""
         title = SCENARIOS[self.scenario].title
         if self.max_growth_mib is not None:
             return f"{title}: scgi_twisted RSS growth <= {self.max_growth_mib:g} MiB"
-        return f"{title}: >= {self.minimum:.2f}x {SERVERS[self.reference].label}"
+        who = "" if self.subject == SUBJECT else f"{SERVERS[self.subject].label} "
+        return f"{title}: {who}>= {self.minimum:.2f}x {SERVERS[self.reference].label}"
 
 
 TARGETS = (
@@ -165,6 +191,7 @@ TARGETS = (
     Target("hello-c32", "baseline", 1.0),
     Target("post1m-c8", "baseline", 1.0),
     Target("big-c8", "baseline", 1.0),
+    Target("hello-c32", "twistd_nolog", 0.85, subject="twistd"),
 )
 
 
@@ -245,7 +272,11 @@ def check_prerequisites(
         missing.append(f"nginx: {APT_HINT['nginx']}")
     if not _importable("twisted.web.server"):
         missing.append(f"Twisted: python3 -m pip install -e {REPO}")
-    modules = {"flup": "flup.server.scgi", "scgi": "scgi.scgi_server"}
+    modules = {
+        "flup": "flup.server.scgi",
+        "scgi": "scgi.scgi_server",
+        "uvloop": "uvloop",
+    }
     for server in servers:
         for need in server.needs:
             if need in modules and not _importable(modules[need]):
@@ -689,6 +720,7 @@ def measure(scenario: Scenario, transport: str, server: Server, opts: Options) -
         cell.time_wait = time_wait_count()
     command = ["taskset", "-c", str(opts.server_cpu), sys.executable]
     command += [os.path.join(SERVERS_DIR, server.launcher), "--listen", address]
+    command += server.args
     if opts.profile and server.key in (
         "scgi_twisted",
         "minimal",
@@ -862,10 +894,17 @@ def _measure_runs(
 # --- the report ----------------------------------------------------------------
 
 
-def ratio(cells: dict[tuple[str, str, str], Cell], key: tuple[str, str, str]) -> float:
-    """Return scgi_twisted's median req/s divided by this cell's (0 if unknown)."""
+def ratio(
+    cells: dict[tuple[str, str, str], Cell],
+    key: tuple[str, str, str],
+    against: str = SUBJECT,
+) -> float:
+    """Return scgi_twisted's (or ``against``'s) median req/s divided by this cell's.
+
+    0 if unknown.
+    """
     cell = cells.get(key)
-    subject = cells.get((key[0], key[1], SUBJECT))
+    subject = cells.get((key[0], key[1], against))
     if not cell or not subject or not cell.median or not subject.median:
         return 0.0
     if cell.median["rps"] <= 0:
@@ -874,15 +913,17 @@ def ratio(cells: dict[tuple[str, str, str], Cell], key: tuple[str, str, str]) ->
 
 
 def cpu_ratio(
-    cells: dict[tuple[str, str, str], Cell], key: tuple[str, str, str]
+    cells: dict[tuple[str, str, str], Cell],
+    key: tuple[str, str, str],
+    against: str = SUBJECT,
 ) -> float:
     """Return this cell's CPU per request divided by scgi_twisted's (0 if unknown).
 
-    Like :func:`ratio`, above 1 means scgi_twisted is better; unlike req/s it hardly
-    depends on what else runs on the machine.
+    Like :func:`ratio`, above 1 means scgi_twisted (or ``against``) is better;
+    unlike req/s it hardly depends on what else runs on the machine.
     """
     cell = cells.get(key)
-    subject = cells.get((key[0], key[1], SUBJECT))
+    subject = cells.get((key[0], key[1], against))
     if not cell or not subject or not cell.median or not subject.median:
         return 0.0
     if subject.median["cpu_us_per_req"] <= 0:
@@ -957,7 +998,7 @@ def evaluate_targets(
     results = []
     for target in TARGETS:
         for transport in transports:
-            subject = cells.get((target.scenario, transport, SUBJECT))
+            subject = cells.get((target.scenario, transport, target.subject))
             if not subject or not subject.median:
                 continue
             if target.max_growth_mib is not None:
@@ -969,9 +1010,10 @@ def evaluate_targets(
                 if not reference or not reference.median:
                     continue
                 key = (target.scenario, transport, target.reference)
-                value = ratio(cells, key)
+                value = ratio(cells, key, target.subject)
                 passed = value >= target.minimum
-                shown = f"{value:.2f}x (CPU/request: {cpu_ratio(cells, key):.2f}x)"
+                cpu = cpu_ratio(cells, key, target.subject)
+                shown = f"{value:.2f}x (CPU/request: {cpu:.2f}x)"
             results.append(
                 {
                     "target": target.describe(),

@@ -24,6 +24,7 @@ by :meth:`AccessLog.refused`, from what the channel knows of them.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import select
@@ -70,12 +71,14 @@ _SAFE = re.compile(rb"[ !#-\[\]-~]*")
 """Printable ASCII without ``"`` and ``\\``: what :func:`escape` leaves unchanged."""
 
 
+@functools.lru_cache(maxsize=4096)
 def escape(value: bytes | str) -> str:
     r"""Escape a value for a quoted field of a log line, as twisted.web does.
 
     The result equals twisted.web's own escaping: Python's ``repr`` of the bytes
     without the quotes, with ``"`` (and not ``'``) escaped.  Printable ASCII without
-    ``"`` or ``\\`` (nearly every value) is returned as it is, without ``repr``.
+    ``"`` or ``\`` (nearly every value) is returned as it is, without ``repr``.
+    Results are cached: methods, protocols, agents and addresses recur.
 
     :param value: bytes, or text that is ASCII.
     :raises UnicodeEncodeError: for text that is not ASCII, as twisted.web.

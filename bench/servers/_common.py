@@ -10,7 +10,8 @@ serves the same three routes:
   and answers its length in decimal.
 
 Access logging is off in every server (uWSGI ``--disable-logging``, flup at WARNING,
-Twisted ``Site.log`` a no-op) unless ``--access-log`` is given to the Twisted ones.
+Twisted ``Site.log`` a no-op) unless ``--access-log`` is given to the Twisted ones;
+``twistd_scgi.py`` runs ``twistd -n scgi`` with its own default access log.
 """
 
 from __future__ import annotations
@@ -65,7 +66,52 @@ def arguments(description: str, profile: bool = False) -> argparse.Namespace:
         parser.add_argument(
             "--access-log", action="store_true", help="keep Site's access log"
         )
+        parser.add_argument(
+            "--reactor",
+            choices=REACTORS,
+            default="default",
+            help="the reactor to run (installed by install_reactor())",
+        )
     return parser.parse_args()
+
+
+REACTORS = ("default", "epoll", "asyncio", "uvloop")
+"""The reactors a Twisted launcher can run: ``uvloop`` is asyncio's reactor on a
+uvloop event loop."""
+
+
+def install_reactor(argv: list[str] | None = None) -> str:
+    """Install the reactor ``--reactor`` names; call before importing the reactor.
+
+    :returns: the name installed (``default`` installs nothing).
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    name = "default"
+    for index, value in enumerate(argv):
+        if value == "--reactor" and index + 1 < len(argv):
+            name = argv[index + 1]
+        elif value.startswith("--reactor="):
+            name = value.split("=", 1)[1]
+    if name == "epoll":
+        from twisted.internet import epollreactor
+
+        epollreactor.install()
+    elif name == "asyncio":
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
+    elif name == "uvloop":
+        import asyncio
+
+        import uvloop
+        from twisted.internet import asyncioreactor
+
+        loop = uvloop.new_event_loop()
+        asyncio.set_event_loop(loop)
+        asyncioreactor.install(loop)
+    elif name != "default":
+        raise SystemExit(f"unknown reactor {name!r}: choose one of {REACTORS}")
+    return name
 
 
 def use_working_tree() -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from _common import arguments, use_working_tree
+from _common import arguments, install_reactor, use_working_tree
 
 use_working_tree()
+install_reactor()  # --reactor: before anything imports the reactor
 
 from twisted_tree import root, serve  # noqa: E402
 
