@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
-from twisted.logger import formatEvent
+from twisted.logger import formatEvent, formatEventAsClassicLogText
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http import combinedLogFormatter, datetimeToLogString
 from twisted.web.resource import Resource
@@ -29,9 +30,11 @@ from scgi_twisted._accesslog import (
     PIPE_BUF,
     AccessLog,
     FileSink,
+    LoggerSink,
     StreamSink,
     combinedLine,
     escape,
+    refusedLine,
 )
 from scgi_twisted._service import SignalHook
 
@@ -378,3 +381,48 @@ class SignalHookTests(SynchronousTestCase):
         hook.uninstall()
         os.kill(os.getpid(), signal.SIGUSR1)
         self.assertEqual(calls, ["previous", "scheduled", "reopen", "previous"])
+
+
+class DocumentedFormatTests(SynchronousTestCase):
+    """The samples in ``docs/operations.md`` are what the code writes."""
+
+    def block(self, start: str) -> list[str]:
+        """Return the lines of the guide's ``text`` block that starts with ``start``."""
+        guide = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
+        for block in guide.read_text(encoding="utf-8").split("```text\n")[1:]:
+            text = block.split("```", 1)[0]
+            if text.startswith(start):
+                return text.splitlines()
+        raise AssertionError(f"no text block starting with {start!r}")
+
+    def test_line(self) -> None:
+        """The sample line is the line of the request it describes."""
+        (line,) = self.block('"203.0.113.9"')
+        request = FakeRequest(
+            IPv4Address("TCP", "203.0.113.9", 51234),
+            b"GET",
+            b"/app/x?y=1",
+            b"HTTP/1.1",
+            200,
+            1097,
+            {b"user-agent": b"curl/8.5.0"},
+        )
+        stamp = datetimeToLogString(1795635037.0)  # type: ignore[no-untyped-call]
+        self.assertEqual(combinedLine(stamp, request), line)
+
+    def test_batchEvent(self) -> None:
+        """The sample batch is the ``twistd`` log's text of one ``LoggerSink`` event."""
+        lines = self.block("2026-11-25T19:30:38+0000 [scgi_twisted.access#info]")
+        events = collectLogEvents(self)
+        LoggerSink().write("".join(line[1:] + "\n" for line in lines[1:]))
+        (event,) = events
+        text = formatEventAsClassicLogText(
+            event, formatTime=lambda when: "2026-11-25T19:30:38+0000"
+        )
+        self.assertEqual(text.splitlines(), lines)
+
+    def test_refused(self) -> None:
+        """The sample refused line is what a 413 before the request is built gives."""
+        (line,) = self.block('"-" - - ')
+        stamp = datetimeToLogString(1795635062.0)  # type: ignore[no-untyped-call]
+        self.assertEqual(refusedLine(stamp, None, None, 413, 61), line)
