@@ -40,7 +40,7 @@ from scgi_twisted._service import SignalHook
 
 from ._scgi import buildRequest, collectLogEvents, connect, nginxVariables
 
-TIMESTAMP = datetimeToLogString(1764790000.0)  # type: ignore[no-untyped-call]
+TIMESTAMP = datetimeToLogString(1764790000.0)
 
 
 @dataclass
@@ -120,7 +120,7 @@ class FormatTests(SynchronousTestCase):
         request = FakeRequest(address, method, uri, proto, code, length, headers)
         self.assertEqual(
             combinedLine(TIMESTAMP, request),
-            combinedLogFormatter(TIMESTAMP, request),  # type: ignore[no-untyped-call]
+            combinedLogFormatter(TIMESTAMP, request),
         )
 
     def test_escape(self) -> None:
@@ -148,7 +148,7 @@ class FormatTests(SynchronousTestCase):
                 seen.append(
                     (
                         combinedLine(TIMESTAMP, request),
-                        combinedLogFormatter(TIMESTAMP, request),  # type: ignore[no-untyped-call]
+                        combinedLogFormatter(TIMESTAMP, request),
                     )
                 )
 
@@ -262,7 +262,7 @@ class BatchingTests(SynchronousTestCase):
         self.clock.advance(0.5)
         self.assertEqual(
             self.log.timestamp(),
-            datetimeToLogString(1764790001.0),  # type: ignore[no-untyped-call]
+            datetimeToLogString(1764790001.0),
         )
 
     def test_writeError(self) -> None:
@@ -407,7 +407,7 @@ class DocumentedFormatTests(SynchronousTestCase):
             1097,
             {b"user-agent": b"curl/8.5.0"},
         )
-        stamp = datetimeToLogString(1795635037.0)  # type: ignore[no-untyped-call]
+        stamp = datetimeToLogString(1795635037.0)
         self.assertEqual(combinedLine(stamp, request), line)
 
     def test_batchEvent(self) -> None:
@@ -419,10 +419,11 @@ class DocumentedFormatTests(SynchronousTestCase):
         text = formatEventAsClassicLogText(
             event, formatTime=lambda when: "2026-11-25T19:30:38+0000"
         )
+        assert text is not None
         self.assertEqual(text.splitlines(), lines)
 
     def test_refused(self) -> None:
         """The sample refused line is what a 413 before the request is built gives."""
         (line,) = self.block('"-" - - ')
-        stamp = datetimeToLogString(1795635062.0)  # type: ignore[no-untyped-call]
+        stamp = datetimeToLogString(1795635062.0)
         self.assertEqual(refusedLine(stamp, None, None, 413, 61), line)

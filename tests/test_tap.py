@@ -942,6 +942,7 @@ class MakeServiceTests(SynchronousTestCase):
         service = makeService(parse("--access-log", path), self.reactor)
         service.startService()
         site = self.reactor.tcpServers[0][1]
+        assert isinstance(site, SCGISite)
         site.doStart()
         self.serve(site, replace(BASE, REQUEST_URI=b"/before"))
         os.rename(path, path + ".1")
