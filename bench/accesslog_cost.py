@@ -74,7 +74,7 @@ def cost(accessLog: list[str] | None, requests: int) -> float:
     service = makeSiteService(options, reactor)
     site = service.site
     if accessLog is None:
-        site._openSink = None
+        site.openSink = None
         site.log = functools.partial(Site.log, site)
     site.doStart()
     started = time.process_time()

@@ -188,16 +188,18 @@ class _CommandLineSite(SCGISite):
 
     :ivar accessLog: the open access log, while the site is started (``None`` with
         ``--access-log none``, and while stopped).
+    :ivar openSink: opens where the access log writes, when the site starts
+        (``None``: no access log).
     """
 
     accessLog: AccessLog | None = None
-    _openSink: Callable[[], Sink] | None = None
+    openSink: Callable[[], Sink] | None = None
 
     def startFactory(self) -> None:
         """Open the access log."""
         super().startFactory()
-        if self._openSink is not None and self.accessLog is None:
-            self.accessLog = AccessLog(self._openSink(), self.reactor)
+        if self.openSink is not None and self.accessLog is None:
+            self.accessLog = AccessLog(self.openSink(), self.reactor)
 
     def stopFactory(self) -> None:
         """Write what the access log holds, and close it."""
@@ -454,7 +456,7 @@ def makeSiteService(
         reactor=reactor,
         parsePOSTFormSubmission=not config["no-form-parsing"],
     )
-    site._openSink = _accessLogSink(accessLog)
+    site.openSink = _accessLogSink(accessLog)
     site.displayTracebacks = bool(config["display-tracebacks"])
     parent = SCGIService(site, config["grace-period"])
     for listen in config["listen"]:
