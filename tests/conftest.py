@@ -1,14 +1,15 @@
 """pytest's view of the suite: which tests need a real frontend.
 
 A class that starts nginx, Apache or lighttpd says so with a class attribute
-``startsFrontend = True`` (``tests.frontends.Frontend``, ``Stack``, ``StackSpec``,
-``FrontendTestMixin``, the nginx of ``tests.test_failover``; subclasses inherit it).
+``startsFrontend = True`` (``tests.support.frontends.Frontend``, ``Stack``,
+``StackSpec``, ``FrontendTestMixin``, ``tests.support.upstream.UpstreamNginx``;
+subclasses inherit it).
 Every test of a module that holds such a class among its globals (defined there or
 imported) gets the ``frontend`` marker, so that a run without the frontends can leave
 them out on purpose (``-m "not frontend"``, as the version matrix in ``noxfile.py``
 does) instead of failing on them. Modules that only borrow a helper from
-``tests.frontends`` (a certificate, a free port) are not marked. trial does not read
-this file; it runs every test.
+``tests.support.frontends`` (a certificate, a free port) are not marked. trial does
+not read this file; it runs every test.
 """
 
 from __future__ import annotations

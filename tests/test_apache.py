@@ -1,7 +1,7 @@
 """End-to-end tests through a real Apache httpd (mod_proxy_scgi), from ``docs/deploy/``.
 
 Every test sends a real HTTP request to a real ``apache2`` (mpm_event, run in the
-foreground by :mod:`tests.frontends` with ``apache-test.conf.in`` around
+foreground by :mod:`tests.support.frontends` with ``apache-test.conf.in`` around
 ``apache-scgi.conf.in``) that passes it over SCGI to ``python -m tests.e2e_app``.
 The shared cases are :class:`FrontendCases`; this module pins what Apache does
 differently, and runs them mounted at the root and at ``/app``, over a TCP and over a
@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ._frontend_cases import (
+from .support.frontend_cases import (
     MAX_BODY_SIZE,
     PREFIX,
     FrontendCases,
@@ -30,7 +30,7 @@ from ._frontend_cases import (
     payload,
     variables,
 )
-from .frontends import (
+from .support.frontends import (
     Apache,
     BackendSpec,
     FrontendTestMixin,

@@ -62,8 +62,9 @@ from scgi_twisted import (
     SCGISite,
     deliverBody,
 )
-from tests._scgi import (
-    HalfCloseTransport,
+
+from .support.memory import HalfCloseTransport
+from .support.scgi import (
     buildRequest,
     headerBlock,
     netstring,

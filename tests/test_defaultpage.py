@@ -9,8 +9,6 @@ field the page shows, and the tests check that none of them survives unescaped.
 from __future__ import annotations
 
 import html
-import json
-from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
@@ -24,97 +22,8 @@ from twisted.web.server import Site
 from scgi_twisted import SCGISite
 from scgi_twisted._defaultpage import DefaultPage
 
-Pairs = Sequence[tuple[bytes, bytes]]
-
-BASE: tuple[tuple[bytes, bytes], ...] = (
-    (b"SCGI", b"1"),
-    (b"REQUEST_METHOD", b"GET"),
-    (b"REQUEST_URI", b"/"),
-    (b"QUERY_STRING", b""),
-    (b"SERVER_PROTOCOL", b"HTTP/1.1"),
-    (b"REQUEST_SCHEME", b"http"),
-    (b"REMOTE_ADDR", b"203.0.113.9"),
-    (b"REMOTE_PORT", b"51234"),
-    (b"SERVER_PORT", b"8080"),
-    (b"SERVER_NAME", b"localhost"),
-    (b"HTTP_HOST", b"example.test:8080"),
-    (b"HTTP_USER_AGENT", b"curl/8.5.0"),
-)
-"""A request as nginx with Debian's ``scgi_params`` sends it, minus CONTENT_LENGTH."""
-
-
-def scgiRequest(pairs: Pairs, body: bytes = b"") -> bytes:
-    """Encode an SCGI request: CONTENT_LENGTH first, then ``pairs``, then ``body``."""
-    allPairs = [(b"CONTENT_LENGTH", b"%d" % len(body)), *pairs]
-    block = b"".join(name + b"\x00" + value + b"\x00" for name, value in allPairs)
-    return b"%d:%s," % (len(block), block) + body
-
-
-def replace(pairs: Pairs, **values: bytes) -> list[tuple[bytes, bytes]]:
-    """Return ``pairs`` with the named variables' values replaced (or added)."""
-    result = []
-    for name, value in pairs:
-        key = name.decode("ascii")
-        result.append((name, values.pop(key, value)))
-    result.extend((name.encode("ascii"), value) for name, value in values.items())
-    return result
-
-
-def without(pairs: Pairs, *names: bytes) -> list[tuple[bytes, bytes]]:
-    """Return ``pairs`` without the named variables."""
-    return [(name, value) for name, value in pairs if name not in names]
-
-
-class Response:
-    """A CGI response split into its parts.
-
-    :ivar status: the ``Status:`` line's value, such as ``b"200 OK"``.
-    :ivar headers: the headers, by lower-case name, every value in order.
-    :ivar body: the body.
-    """
-
-    def __init__(self, raw: bytes) -> None:
-        head, separator, self.body = raw.partition(b"\r\n\r\n")
-        assert separator, f"no end of the response head in {raw!r}"
-        lines = head.split(b"\r\n")
-        assert lines[0].startswith(b"Status: "), lines[0]
-        self.status = lines[0][len(b"Status: ") :]
-        self.headers: dict[bytes, list[bytes]] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b": ")
-            self.headers.setdefault(name.lower(), []).append(value)
-
-    def header(self, name: bytes) -> bytes:
-        """Return the only value of a header."""
-        values = self.headers[name.lower()]
-        assert len(values) == 1, values
-        return values[0]
-
-    def json(self) -> dict[str, object]:
-        """Return the body, parsed as a JSON object."""
-        data = json.loads(self.body)
-        assert isinstance(data, dict)
-        return data
-
-
-def serveSCGI(site: SCGISite, data: bytes) -> Response:
-    """Feed one SCGI request to a new channel of ``site`` and return the response.
-
-    A pull producer that the response registers is pumped until it is done; then the
-    connection is lost, so that nothing is left waiting.
-    """
-    channel = site.buildProtocol(None)
-    assert channel is not None
-    transport = StringTransport()
-    channel.makeConnection(transport)
-    channel.dataReceived(data)
-    for _ in range(1000):  # a pull producer (static.File) writes when asked to
-        producer = transport.producer
-        if producer is None:
-            break
-        producer.resumeProducing()
-    channel.connectionLost(Failure(ConnectionDone()))
-    return Response(transport.value())
+from .support.memory import serveSCGI
+from .support.scgi import BASE, Pairs, Response, buildRequest, replace, without
 
 
 def render(
@@ -125,7 +34,7 @@ def render(
 ) -> Response:
     """Serve one request to the default page (or ``root``) in memory."""
     page = DefaultPage() if root is None else root
-    return serveSCGI(SCGISite(page, reactor=Clock(), **site), scgiRequest(pairs, body))
+    return serveSCGI(SCGISite(page, reactor=Clock(), **site), buildRequest(pairs, body))
 
 
 def shown(text: str) -> bytes:
@@ -142,7 +51,7 @@ class DefaultPageTests(SynchronousTestCase):
         assert channel is not None
         transport = StringTransport()
         channel.makeConnection(transport)
-        channel.dataReceived(scgiRequest(BASE))
+        channel.dataReceived(buildRequest(BASE))
         self.assertTrue(transport.disconnecting)
         channel.connectionLost(Failure(ConnectionDone()))
         response = Response(transport.value())

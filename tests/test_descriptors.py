@@ -20,16 +20,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from scgi_twisted import SCGISite
 from scgi_twisted._descriptors import RETRY, DescriptorGuard
 
-from ._scgi import collectLogEvents, warningsAndErrors
-from .test_limits import Hello, _Port, _PortTransport
+from .support.apps import Hello
+from .support.memory import Port, PortTransport, collectLogEvents, warningsAndErrors
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class _NumberedTransport(_PortTransport):
+class _NumberedTransport(PortTransport):
     """A port's transport whose socket has descriptor ``fd``."""
 
-    def __init__(self, port: _Port, fd: int) -> None:
+    def __init__(self, port: Port, fd: int) -> None:
         super().__init__(port)
         self.fd = fd
 
@@ -49,7 +49,7 @@ class DescriptorGuardTests(SynchronousTestCase):
         self.site._descriptors = DescriptorGuard(
             self.site, limit=64, count=lambda: self.open
         )
-        self.port = _Port()
+        self.port = Port()
 
     def connect(self, fd: int) -> Any:
         """Accept a connection whose socket got descriptor ``fd``."""

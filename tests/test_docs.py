@@ -224,7 +224,7 @@ class DocumentationExamplesTests(SynchronousTestCase):
         must equal that file, byte for byte.  No ``literalinclude`` is left (it shows
         nothing outside Sphinx).
         """
-        from ._frontend_cases import shownFiles
+        from .support.frontend_cases import shownFiles
 
         count = 0
         for guide in sorted((ROOT / "docs").glob("*.md")):

@@ -1,8 +1,9 @@
 """nginx reloaded and restarted with uploads and streamed answers in flight.
 
-One ``twistd -n scgi`` backend on a unix socket (:class:`tests.test_failover._Backend`)
-serves, behind nginx (``docs/deploy/nginx-upstream.conf.in`` through
-:class:`tests.test_failover._Frontend`, both entries on that socket):
+One ``twistd -n scgi`` backend on a unix socket
+(:class:`tests.support.upstream.UpstreamBackend`) serves, behind nginx
+(``docs/deploy/nginx-upstream.conf.in`` through
+:class:`tests.support.upstream.UpstreamNginx`, both entries on that socket):
 
 * ``POST /app/upload``: a 1 MiB body, answered with its SHA-256;
 * ``GET /app/stream``: 40 pieces of 16 KiB, one every 50 ms (2 s in all).
@@ -41,8 +42,9 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ._scgi import buildRequest, nginxVariables, parseResponse, readToEnd
-from .test_failover import DEADLINE, PREFIX, _Backend, _Frontend, _tail
+from .support.scgi import buildRequest, nginxVariables, parseResponse
+from .support.sockets import readToEnd
+from .support.upstream import DEADLINE, PREFIX, UpstreamBackend, UpstreamNginx, tail
 
 APPLICATION = '''
 """Uploads hashed, streamed answers, and the count of requests seen and ended."""
@@ -188,7 +190,7 @@ class FrontendRestartTests(SynchronousTestCase):
         self.directory = Path(tempfile.mkdtemp(prefix="scgi-fr-"))
         self.addCleanup(shutil.rmtree, self.directory, True)
         (self.directory / "scgi_failover_app.py").write_text(APPLICATION)
-        self.backend = _Backend("a", self.directory)
+        self.backend = UpstreamBackend("a", self.directory)
         self.addCleanup(self.backend.kill)
 
     def stats(self) -> dict[str, int]:
@@ -220,7 +222,7 @@ class FrontendRestartTests(SynchronousTestCase):
         backend.start()
         assert backend.process is not None
         pid = backend.process.pid
-        nginx = _Frontend(self.directory, [backend, backend])
+        nginx = UpstreamNginx(self.directory, [backend, backend])
         self.addCleanup(lambda: nginx.stop())  # noqa: PLW0108 - rebound later
         traffic = _Traffic()
         traffic.port = nginx.port
@@ -237,7 +239,7 @@ class FrontendRestartTests(SynchronousTestCase):
             # A restart: SIGTERM cuts every connection; then a new nginx.
             nginx.stop()
             time.sleep(0.3)
-            nginx = _Frontend(self.directory, [backend, backend])
+            nginx = UpstreamNginx(self.directory, [backend, backend])
             traffic.port = nginx.port
             okAtRestart = traffic.ok
             deadline = time.monotonic() + DEADLINE
@@ -253,7 +255,7 @@ class FrontendRestartTests(SynchronousTestCase):
         log = backend.output()
         message = (
             f"counts {counts}, rss {baseline} -> {rss}\n"
-            f"== nginx\n{_tail(self.directory / 'error.log')}\n{log[-4000:]}"
+            f"== nginx\n{tail(self.directory / 'error.log')}\n{log[-4000:]}"
         )
         self.assertGreater(counts["failed"], 0, "no request was cut: " + message)
         self.assertNotIn("Traceback", log, message)

@@ -63,9 +63,10 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from scgi_twisted import SCGIChannel, SCGISite
-from tests._scgi import (
+
+from .support.memory import collectLogEvents
+from .support.scgi import (
     buildRequest,
-    collectLogEvents,
     headerBlock,
     netstring,
     nginxVariables,

@@ -1,7 +1,8 @@
 """End-to-end tests through a real lighttpd (mod_scgi), from ``docs/deploy/``.
 
 Every test sends a real HTTP request to a real ``lighttpd`` (run in the foreground by
-:mod:`tests.frontends` with ``lighttpd-test.conf.in`` around ``lighttpd-scgi.conf.in``)
+:mod:`tests.support.frontends` with ``lighttpd-test.conf.in`` around
+``lighttpd-scgi.conf.in``)
 that passes it over SCGI to ``python -m tests.e2e_app``.  The shared cases are
 :class:`FrontendCases`; this module pins what lighttpd does differently, and runs them
 mounted at the root and at ``/app``, over a TCP and over a unix-socket backend.  The
@@ -21,7 +22,7 @@ from urllib.parse import quote
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ._frontend_cases import (
+from .support.frontend_cases import (
     MAX_BODY_SIZE,
     PREFIX,
     FrontendCases,
@@ -30,7 +31,7 @@ from ._frontend_cases import (
     headerValues,
     variables,
 )
-from .frontends import BackendSpec, Lighttpd, StackSpec, httpResponse
+from .support.frontends import BackendSpec, Lighttpd, StackSpec, httpResponse
 
 
 class _LighttpdCases(FrontendCases):

@@ -27,16 +27,13 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from twisted.internet import reactor as _global_reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectionAborted, ConnectionDone
-from twisted.internet.protocol import Protocol, connectionDone
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -47,14 +44,21 @@ from zope.interface import implementer
 
 from scgi_twisted import IStreamingUploadResource, SCGIChannel, SCGISite, deliverBody
 
-from ._scgi import (
-    HalfCloseTransport,
-    WebRequest,
-    buildRequest,
-    connect,
-    nginxVariables,
-    parseResponse,
+from .support.apps import Big, Hello, Hold, WebRequest
+from .support.memory import HalfCloseTransport, Port, PortTransport, connect
+from .support.scgi import parseResponse
+from .support.sockets import (
+    CLIENT_TIMEOUT,
+    SLACK,
+    Address,
+    MiB,
+    RecordingSite,
+    connectClient,
+    nginxRequest,
+    reactor,
     readToEnd,
+    sleep,
+    until,
 )
 
 if TYPE_CHECKING:
@@ -62,39 +66,10 @@ if TYPE_CHECKING:
 else:
     _MixinBase = object
 
-_reactor: Any = _global_reactor
-
-CLIENT_TIMEOUT = 15.0
-"""Every blocking client call gives up after this many seconds."""
-
-SLACK = 1.5
-"""How much later than its deadline a timer may fire on a busy machine, in seconds."""
-
-Address = tuple[socket.AddressFamily, Any]
-"""Where to connect: an address family and a ``connect()`` argument."""
-
-MiB = 1024 * 1024
-
 
 def _failure(error: BaseException) -> Failure:
     """Wrap an exception in a ``Failure``."""
     return Failure(error)
-
-
-def _sleep(seconds: float) -> Deferred[None]:
-    """Return a Deferred that fires ``seconds`` from now on the real reactor."""
-    return deferLater(_reactor, seconds, lambda: None)
-
-
-async def _until(
-    condition: Callable[[], bool], what: str, timeout: float = 10.0
-) -> None:
-    """Poll ``condition`` on the reactor until it holds; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await _sleep(0.01)
 
 
 def _rss() -> int:
@@ -109,72 +84,6 @@ def _rss() -> int:
 # The server side.
 
 
-class _Channel(SCGIChannel):
-    """A channel that reports how and when its connection ended."""
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Run the channel's own handling, then report the loss to the site."""
-        super().connectionLost(reason)
-        site = self.site
-        assert isinstance(site, _Site)
-        site.recordClose(reason)
-
-
-class _Site(SCGISite):
-    """An :class:`SCGISite` that records its connections' ends and peak load.
-
-    :ivar closes: ``(time.monotonic(), reason)`` for each closed connection.
-    :ivar maxServed: the most connections served at once (waiting ones excluded).
-    """
-
-    protocol = _Channel
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Create the site; see :class:`SCGISite`."""
-        super().__init__(*args, **kwargs)
-        self.closes: list[tuple[float, Failure]] = []
-        self.maxServed = 0
-        self._idle: list[Deferred[None]] = []
-
-    def _channelOpened(self, channel: SCGIChannel) -> bool:
-        """Count the connection as the site does, then note the peak."""
-        admitted = super()._channelOpened(channel)
-        self.maxServed = max(self.maxServed, self._served())
-        return admitted
-
-    def recordClose(self, reason: Failure) -> None:
-        """Record a closed connection; wake the waiters once none is open."""
-        self.closes.append((time.monotonic(), reason))
-        if not self.connections:
-            waiting, self._idle = self._idle, []
-            for waiter in waiting:
-                waiter.callback(None)
-
-    def allClosed(self) -> Deferred[None]:
-        """Return a Deferred that fires once no connection is open."""
-        waiter: Deferred[None] = Deferred()
-        if self.connections:
-            self._idle.append(waiter)
-        else:
-            waiter.callback(None)
-        return waiter
-
-
-class Hello(Resource):
-    """Answers ``hello``; notes when each request was rendered."""
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rendered: list[float] = []
-
-    def render(self, request: WebRequest) -> bytes:
-        """Note the time and answer."""
-        self.rendered.append(time.monotonic())
-        return b"hello"
-
-
 class Upload(Resource):
     """Answers the length of the request body."""
 
@@ -183,47 +92,6 @@ class Upload(Resource):
     def render_POST(self, request: WebRequest) -> bytes:
         """Answer the body's length, in decimal."""
         return b"%d" % len(request.content.read())
-
-
-class Hold(Resource):
-    """Holds every request open until :meth:`release`."""
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending: list[WebRequest] = []
-        self.served = 0
-
-    def render(self, request: WebRequest) -> object:
-        """Keep the request; answer later."""
-        self.pending.append(request)
-        return NOT_DONE_YET
-
-    def release(self) -> int:
-        """Finish every held request; return how many there were."""
-        pending, self.pending = self.pending, []
-        for request in pending:
-            request.write(b"released")
-            request.finish()
-        self.served += len(pending)
-        return len(pending)
-
-
-class Big(Resource):
-    """Answers ``size`` bytes at once (the whole response is buffered at once)."""
-
-    isLeaf = True
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-        self.rendered = 0
-
-    def render(self, request: WebRequest) -> bytes:
-        """Answer the bytes."""
-        self.rendered += 1
-        return b"x" * self.size
 
 
 @implementer(IStreamingUploadResource)
@@ -262,30 +130,9 @@ class RecordingFile(File):
 # The client side: blocking sockets, run in threads.
 
 
-def _connect(address: Address, receiveBuffer: int | None = None) -> socket.socket:
-    """Connect a blocking socket with :data:`CLIENT_TIMEOUT` on every call."""
-    family, target = address
-    client = socket.socket(family, socket.SOCK_STREAM)
-    client.settimeout(CLIENT_TIMEOUT)
-    try:
-        if receiveBuffer is not None:
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
-        client.connect(target)
-    except BaseException:
-        client.close()
-        raise
-    return client
-
-
-def _request(uri: bytes = b"/", body: bytes = b"", **kwargs: Any) -> bytes:
-    """Return a complete SCGI request as nginx frames it."""
-    method = b"POST" if body or kwargs.get("contentLength") else b"GET"
-    return buildRequest(nginxVariables(uri, REQUEST_METHOD=method), body, **kwargs)
-
-
 def _exchange(address: Address, payload: bytes) -> tuple[bytes, str, float]:
     """Send ``payload``; read the answer; return it, its end and the time it took."""
-    with contextlib.closing(_connect(address)) as client:
+    with contextlib.closing(connectClient(address)) as client:
         started = time.monotonic()
         client.sendall(payload)
         data, end = readToEnd(client)
@@ -304,7 +151,7 @@ class _Trickler:
         self.address = address
         self.count = count
         self.interval = interval
-        self.payload = _request(b"/" + b"x" * 4000)
+        self.payload = nginxRequest(b"/" + b"x" * 4000)
         self.sent = 0
         self.errors: list[str] = []
         self.sockets: list[socket.socket] = []
@@ -313,7 +160,7 @@ class _Trickler:
     def run(self) -> None:
         """Open the connections, then trickle until stopped."""
         for _ in range(self.count):
-            self.sockets.append(_connect(self.address))
+            self.sockets.append(connectClient(self.address))
         index = 0
         while not self._stop.wait(self.interval):
             byte = self.payload[index : index + 1]
@@ -353,7 +200,9 @@ class _LimitsTestsMixin(_MixinBase):
         """Return where a client connects to reach the listening ``port``."""
         raise NotImplementedError
 
-    async def serve(self, resource: Resource, **options: Any) -> tuple[_Site, Address]:
+    async def serve(
+        self, resource: Resource, **options: Any
+    ) -> tuple[RecordingSite, Address]:
         """Listen with a recording site serving ``resource``.
 
         Cleanup waits (at most 10 s) for every connection to close, aborts any left,
@@ -361,13 +210,13 @@ class _LimitsTestsMixin(_MixinBase):
 
         :param options: keyword arguments of :class:`SCGISite`.
         """
-        site = _Site(resource, reactor=_reactor, **options)
-        port = await serverFromString(_reactor, self.endpointFor()).listen(site)
+        site = RecordingSite(resource, reactor=reactor, **options)
+        port = await serverFromString(reactor, self.endpointFor()).listen(site)
 
         async def cleanUp() -> None:
             deadline = time.monotonic() + 10.0
             while site.connections and time.monotonic() < deadline:
-                await _sleep(0.02)
+                await sleep(0.02)
             for channel in list(site._channels):
                 channel.transport.abortConnection()
             await site.allClosed()
@@ -376,7 +225,7 @@ class _LimitsTestsMixin(_MixinBase):
         self.addCleanup(cleanUp)
         return site, self.addressOf(port)
 
-    def assertReasons(self, site: _Site, *expected: type[Exception]) -> None:
+    def assertReasons(self, site: RecordingSite, *expected: type[Exception]) -> None:
         """Assert how the connections ended, in order."""
         self.assertEqual(
             [type(reason.value) for _, reason in site.closes],
@@ -394,7 +243,7 @@ class _LimitsTestsMixin(_MixinBase):
         site, address = await self.serve(Hello(), timeout=20, header_timeout=0.5)
 
         def client() -> tuple[bytes, str, float]:
-            with contextlib.closing(_connect(address)) as sock:
+            with contextlib.closing(connectClient(address)) as sock:
                 started = time.monotonic()
                 sock.sendall(b"70:CONTENT_LENGTH\x000\x00SCGI\x00")
                 data, end = readToEnd(sock)
@@ -415,10 +264,10 @@ class _LimitsTestsMixin(_MixinBase):
         timeout; the deadline counts from the connection, not from the last byte.
         """
         site, address = await self.serve(Hello(), timeout=20, header_timeout=0.6)
-        payload = _request(b"/trickle")
+        payload = nginxRequest(b"/trickle")
 
         def client() -> tuple[bytes, str, float, int]:
-            with contextlib.closing(_connect(address)) as sock:
+            with contextlib.closing(connectClient(address)) as sock:
                 started = time.monotonic()
                 sent = 0
                 while sent < len(payload):
@@ -448,10 +297,10 @@ class _LimitsTestsMixin(_MixinBase):
         The header block arrived long before: the header deadline no longer applies.
         """
         site, address = await self.serve(Upload(), timeout=0.5)
-        header = _request(b"/upload", contentLength=1000)
+        header = nginxRequest(b"/upload", contentLength=1000)
 
         def client() -> tuple[bytes, str, float]:
-            with contextlib.closing(_connect(address)) as sock:
+            with contextlib.closing(connectClient(address)) as sock:
                 sock.sendall(header)
                 for _ in range(4):  # 1.2 s of steady body: no timeout
                     time.sleep(0.3)
@@ -475,10 +324,10 @@ class _LimitsTestsMixin(_MixinBase):
         """
         site, address = await self.serve(Upload(), timeout=0.5, header_timeout=0.5)
         pieces = [b"p" * 100] * 20
-        header = _request(b"/upload", contentLength=sum(map(len, pieces)))
+        header = nginxRequest(b"/upload", contentLength=sum(map(len, pieces)))
 
         def client() -> tuple[bytes, str, float]:
-            with contextlib.closing(_connect(address)) as sock:
+            with contextlib.closing(connectClient(address)) as sock:
                 started = time.monotonic()
                 sock.sendall(header)
                 for piece in pieces:
@@ -509,15 +358,15 @@ class _LimitsTestsMixin(_MixinBase):
         release = threading.Event()
 
         def client() -> tuple[bytes, str]:
-            with contextlib.closing(_connect(address, receiveBuffer=4096)) as sock:
-                sock.sendall(_request(b"/big"))
+            with contextlib.closing(connectClient(address, receiveBuffer=4096)) as sock:
+                sock.sendall(nginxRequest(b"/big"))
                 release.wait(CLIENT_TIMEOUT)
                 return readToEnd(sock)
 
         answer = deferToThread(client)
         try:
-            await _until(lambda: big.rendered == 1, "the answer")
-            await _sleep(0.1)
+            await until(lambda: big.rendered == 1, "the answer")
+            await sleep(0.1)
             self.assertEqual(site.connections, 1)
             started = time.monotonic()
             await site.drain(0.2)
@@ -544,10 +393,10 @@ class _LimitsTestsMixin(_MixinBase):
             streaming, timeout=0.5, abort_timeout=10, stream_uploads=True
         )
         release = threading.Event()
-        header = _request(b"/stream", contentLength=1000)
+        header = nginxRequest(b"/stream", contentLength=1000)
 
         def client() -> tuple[bytes, str]:
-            with contextlib.closing(_connect(address, receiveBuffer=4096)) as sock:
+            with contextlib.closing(connectClient(address, receiveBuffer=4096)) as sock:
                 sock.sendall(header + b"z" * 10)
                 release.wait(CLIENT_TIMEOUT)
                 return readToEnd(sock)
@@ -556,7 +405,7 @@ class _LimitsTestsMixin(_MixinBase):
         try:
             started = time.monotonic()
             await site.allClosed()
-            await _until(lambda: bool(site.closes), "the close")
+            await until(lambda: bool(site.closes), "the close")
             elapsed = site.closes[0][0] - started
         finally:
             release.set()
@@ -581,13 +430,13 @@ class _LimitsTestsMixin(_MixinBase):
         """
         hello = Hello()
         site, address = await self.serve(hello, max_connections=4, timeout=30)
-        idle = [await deferToThread(_connect, address) for _ in range(4)]
+        idle = [await deferToThread(connectClient, address) for _ in range(4)]
         try:
-            await _until(lambda: site.connections == 4, "four connections")
-            fifth = deferToThread(_exchange, address, _request(b"/fifth"))
-            await _sleep(0.3)
+            await until(lambda: site.connections == 4, "four connections")
+            fifth = deferToThread(_exchange, address, nginxRequest(b"/fifth"))
+            await sleep(0.3)
             before = time.process_time()
-            await _sleep(1.0)
+            await sleep(1.0)
             cpu = time.process_time() - before
             self.assertEqual(hello.rendered, [])
             self.assertEqual(site.connections, 4)
@@ -618,9 +467,9 @@ class _LimitsTestsMixin(_MixinBase):
         sockets = []
         try:
             for index in range(10):  # connect from the reactor thread: no accept yet
-                sock = _connect(address)
+                sock = connectClient(address)
                 sockets.append(sock)
-                sock.sendall(_request(b"/%d" % index))
+                sock.sendall(nginxRequest(b"/%d" % index))
             answers = [deferToThread(readToEnd, sock) for sock in sockets]
             rounds = []
             for expected in (3, 3, 3, 1):
@@ -628,8 +477,8 @@ class _LimitsTestsMixin(_MixinBase):
                 def held(count: int = expected) -> bool:
                     return len(hold.pending) == count
 
-                await _until(held, f"{expected} held requests")
-                await _sleep(0.2)
+                await until(held, f"{expected} held requests")
+                await sleep(0.2)
                 self.assertEqual(len(hold.pending), expected)
                 self.assertEqual(site.connections, 10 - hold.served)
                 rounds.append(sorted(request.uri for request in hold.pending))
@@ -664,11 +513,11 @@ class _LimitsTestsMixin(_MixinBase):
         """
         site, address = await self.serve(Upload(), max_body_size=MiB)
         body = b"u" * (16 * MiB)
-        client = await deferToThread(_connect, address)
+        client = await deferToThread(connectClient, address)
         self.addCleanup(client.close)
 
         def send() -> tuple[bytes, str]:
-            client.sendall(_request(b"/upload", body))
+            client.sendall(nginxRequest(b"/upload", body))
             return readToEnd(client)
 
         data, end = await deferToThread(send)
@@ -677,7 +526,7 @@ class _LimitsTestsMixin(_MixinBase):
         self.assertEqual(response.header(b"Content-Length"), b"%d" % len(response.body))
         self.assertEqual(end, "eof")
         await site.allClosed()
-        await _sleep(0.1)
+        await sleep(0.1)
         self.assertEqual(client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR), 0)
         client.setblocking(False)
         self.assertEqual(client.recv(1), b"")
@@ -694,8 +543,8 @@ class _LimitsTestsMixin(_MixinBase):
         release = threading.Event()
 
         def client() -> tuple[bytes, float]:
-            with contextlib.closing(_connect(address)) as sock:
-                sock.sendall(_request(b"/upload", contentLength=16 * MiB))
+            with contextlib.closing(connectClient(address)) as sock:
+                sock.sendall(nginxRequest(b"/upload", contentLength=16 * MiB))
                 sock.sendall(b"v" * MiB)
                 stalled = time.monotonic()
                 data = b""
@@ -707,7 +556,7 @@ class _LimitsTestsMixin(_MixinBase):
         answer = deferToThread(client)
         try:
             await site.allClosed()
-            await _until(lambda: bool(site.closes), "the close")
+            await until(lambda: bool(site.closes), "the close")
         finally:
             release.set()
         data, stalled = await answer
@@ -730,13 +579,13 @@ class _LimitsTestsMixin(_MixinBase):
         trickler = _Trickler(address, 50, 0.1)
         trickling = deferToThread(trickler.run)
         try:
-            await _until(lambda: site.connections >= 50, "fifty connections")
-            await _until(lambda: trickler.sent >= 3, "some trickling")
+            await until(lambda: site.connections >= 50, "fifty connections")
+            await until(lambda: trickler.sent >= 3, "some trickling")
 
             def normal() -> list[tuple[int, float]]:
                 results = []
                 for index in range(100):
-                    data, _, elapsed = _exchange(address, _request(b"/n%d" % index))
+                    data, _, elapsed = _exchange(address, nginxRequest(b"/n%d" % index))
                     results.append((parseResponse(data).status, elapsed))
                 return results
 
@@ -771,8 +620,8 @@ class _LimitsTestsMixin(_MixinBase):
 
         def client() -> int:
             received = 0
-            with contextlib.closing(_connect(address)) as sock:
-                sock.sendall(_request(b"/big.bin"))
+            with contextlib.closing(connectClient(address)) as sock:
+                sock.sendall(nginxRequest(b"/big.bin"))
                 deadline = time.monotonic() + 3.0
                 while time.monotonic() < deadline:
                     chunk = sock.recv(65536)
@@ -788,7 +637,7 @@ class _LimitsTestsMixin(_MixinBase):
         reading = deferToThread(client)
         while not reading.called:
             samples.append(_rss())
-            await _sleep(0.05)
+            await sleep(0.05)
         received = await reading
         await site.allClosed()
         growth = max(samples) - baseline
@@ -865,7 +714,7 @@ class DrainTests(SynchronousTestCase):
     def startRequest(self, site: SCGISite) -> tuple[SCGIChannel, HalfCloseTransport]:
         """Open a connection and send a whole GET on it."""
         channel, transport = connect(site)
-        channel.dataReceived(_request(b"/slow"))
+        channel.dataReceived(nginxRequest(b"/slow"))
         return channel, transport
 
     def test_nothingOpen(self) -> None:
@@ -987,47 +836,19 @@ class DrainTests(SynchronousTestCase):
 # In memory: the connection limit's bookkeeping.
 
 
-class _Port:
-    """Stands in for a listening port: records whether it is reading."""
-
-    connected = True
-    disconnecting = False
-
-    def __init__(self) -> None:
-        self.reading = True
-        self.stops = 0
-
-    def stopReading(self) -> None:
-        """Stop accepting."""
-        self.reading = False
-        self.stops += 1
-
-    def startReading(self) -> None:
-        """Accept again."""
-        self.reading = True
-
-
-class _PortTransport(HalfCloseTransport):
-    """A transport that, like a real server connection, knows its port."""
-
-    def __init__(self, port: _Port) -> None:
-        super().__init__()
-        self.server = port
-
-
 class ConnectionLimitTests(SynchronousTestCase):
     """The site stops accepting at ``max_connections``; extra connections wait."""
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.site = SCGISite(Hello(), reactor=self.clock, max_connections=2, timeout=9)
-        self.port = _Port()
+        self.port = Port()
 
-    def open(self, port: _Port | None = None) -> tuple[SCGIChannel, _PortTransport]:
+    def open(self, port: Port | None = None) -> tuple[SCGIChannel, PortTransport]:
         """Accept a connection on ``port`` (the test's port by default)."""
         channel = self.site.buildProtocol(None)
         assert channel is not None
-        transport = _PortTransport(port or self.port)
+        transport = PortTransport(port or self.port)
         channel.makeConnection(transport)
         return channel, transport
 
@@ -1070,7 +891,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         self.close(first)
         self.assertEqual(transport.producerState, "producing")
         self.assertFalse(self.port.reading, "still at the limit")
-        third.dataReceived(_request(b"/third"))
+        third.dataReceived(nginxRequest(b"/third"))
         self.assertEqual(parseResponse(transport.value()).body, b"hello")
 
     def test_waitingServedInOrder(self) -> None:
@@ -1102,7 +923,7 @@ class ConnectionLimitTests(SynchronousTestCase):
         """A port first seen through a connection past the limit is stopped too."""
         self.open()
         self.open()
-        other = _Port()
+        other = Port()
         self.open(other)
         self.assertFalse(other.reading)
         self.assertFalse(self.port.reading)
@@ -1136,6 +957,6 @@ class ConnectionLimitTests(SynchronousTestCase):
         for _ in range(50):
             channel = site.buildProtocol(None)
             assert channel is not None
-            channel.makeConnection(_PortTransport(self.port))
+            channel.makeConnection(PortTransport(self.port))
         self.assertEqual(self.port.stops, 0)
         self.assertEqual(site.connections, 50)

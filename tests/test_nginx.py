@@ -2,7 +2,7 @@
 
 Every test sends a real HTTP request with :mod:`http.client` (or a raw socket) to a
 real nginx that passes it over SCGI to ``python -m tests.e2e_app`` (both processes are
-run by :mod:`tests.frontends`), and checks what the client got and what the
+run by :mod:`tests.support.frontends`), and checks what the client got and what the
 application reports it saw.  The shared cases are :class:`FrontendCases`; this module
 pins what nginx does differently, and runs them:
 
@@ -22,7 +22,7 @@ from typing import ClassVar, Literal
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from ._frontend_cases import (
+from .support.frontend_cases import (
     MAX_BODY_SIZE,
     PREFIX,
     FrontendCases,
@@ -30,7 +30,7 @@ from ._frontend_cases import (
     TwinCases,
     variables,
 )
-from .frontends import BackendSpec, Nginx, StackSpec, httpResponse
+from .support.frontends import BackendSpec, Nginx, StackSpec, httpResponse
 
 
 class _NginxCases(FrontendCases):

@@ -24,18 +24,15 @@ import ast
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import textwrap
-import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
@@ -43,28 +40,23 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from scgi_twisted import tap
 
-from .test_defaultpage import BASE, Response, replace, scgiRequest
+from .support.processes import (
+    ROOT,
+    STOPPED,
+    TWIST,
+    TWISTD,
+    Address,
+    Server,
+    environment,
+    exchange,
+    request,
+    temporaryDirectory,
+)
+from .support.scgi import Response
 
-ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "twisted" / "plugins" / "scgi_twisted_plugin.py"
 PLUGIN_NAME = "twisted/plugins/scgi_twisted_plugin.py"
 
-TWISTD = [
-    sys.executable,
-    "-c",
-    "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; "
-    "sys.exit(run())",
-]
-"""The ``twistd`` command, without relying on ``PATH``."""
-
-TWIST = [sys.executable, "-m", "twisted"]
-"""The ``twist`` command (``python -m twisted`` is ``twist``, not ``twistd``)."""
-
-STOPPED = (0, -signal.SIGTERM)
-"""The exit statuses of a server stopped cleanly by SIGTERM."""
-
-DEADLINE = 30.0
-"""Seconds to wait for a server to start or stop, or for a command to finish."""
 
 APPLICATION = '''
 """The application the subprocess tests serve."""
@@ -95,146 +87,6 @@ def application(environ, start_response):
         % (environ["SCRIPT_NAME"].encode(), environ["PATH_INFO"].encode(), body)
     ]
 '''
-
-Address = tuple[socket.AddressFamily, Any]
-
-
-def environment(*paths: str) -> dict[str, str]:
-    """Return the environment for a subprocess: ``paths`` and the checkout first."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("LISTEN_")
-    }
-    entries = [*paths, str(ROOT)]
-    if env.get("PYTHONPATH"):
-        entries.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(entries)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def temporaryDirectory(case: SynchronousTestCase) -> Path:
-    """Make a short-named directory (unix socket paths are short), removed after."""
-    path = Path(tempfile.mkdtemp(prefix="scgi-"))
-    case.addCleanup(shutil.rmtree, path, True)
-    return path
-
-
-def connect(address: Address, deadline: float) -> socket.socket:
-    """Connect to ``address``, retrying while nothing listens, until ``deadline``."""
-    family, where = address
-    while True:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(DEADLINE)
-        try:
-            sock.connect(where)
-        except (ConnectionRefusedError, FileNotFoundError):
-            sock.close()
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-        else:
-            return sock
-
-
-def exchange(
-    address: Address,
-    pairs: Sequence[tuple[bytes, bytes]] = BASE,
-    body: bytes = b"",
-    shutdownWrite: bool = False,
-) -> bytes:
-    """Send one SCGI request as a frontend does and return every byte of the answer.
-
-    Like nginx, keep sending open until the answer has been read, unless
-    ``shutdownWrite``.
-    """
-    with connect(address, time.monotonic() + DEADLINE) as sock:
-        sock.sendall(scgiRequest(pairs, body))
-        if shutdownWrite:
-            sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def request(address: Address, uri: bytes = b"/", body: bytes = b"") -> Response:
-    """Send a GET (or a POST, with ``body``) for ``uri`` and parse the answer."""
-    method = b"POST" if body else b"GET"
-    pairs = replace(BASE, REQUEST_URI=uri, REQUEST_METHOD=method)
-    return Response(exchange(address, pairs, body))
-
-
-class Server:
-    """A ``twistd``/``twist`` subprocess, its output collected in a file.
-
-    :ivar directory: its working directory.
-    :ivar process: the process.
-    """
-
-    def __init__(
-        self,
-        case: SynchronousTestCase,
-        directory: Path,
-        command: Sequence[str],
-        passFds: Sequence[int] = (),
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.directory = directory
-        self._output = directory / "output.txt"
-        with open(self._output, "wb") as output:
-            self.process = subprocess.Popen(
-                list(command),
-                cwd=directory,
-                env=environment(str(directory)) if env is None else env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                pass_fds=tuple(passFds),
-            )
-        case.addCleanup(self._kill)
-
-    def output(self) -> str:
-        """Return everything the process wrote so far."""
-        return self._output.read_text(encoding="utf-8", errors="replace")
-
-    def waitFor(self, pattern: str) -> re.Match[str]:
-        """Wait until the output matches ``pattern``; fail if the process ends first."""
-        deadline = time.monotonic() + DEADLINE
-        compiled = re.compile(pattern)
-        while True:
-            match = compiled.search(self.output())
-            if match is not None:
-                return match
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"the server exited ({self.process.returncode}) before "
-                    f"{pattern!r}:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {pattern!r} in time:\n{self.output()}")
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        """Send SIGTERM and return the exit status.
-
-        After an orderly shutdown, ``twistd`` and ``twist`` end by the signal that
-        stopped them (status ``-SIGTERM``), as a service manager expects.
-        """
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"the server ignored SIGTERM:\n{self.output()}"
-            ) from None
-
-    def _kill(self) -> None:
-        """Kill the process if a test left it running."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(DEADLINE)
 
 
 def run(

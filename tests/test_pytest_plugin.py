@@ -24,7 +24,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .test_plugin import temporaryDirectory
+from .support.processes import temporaryDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .test_plugin import STOPPED, Server, request, temporaryDirectory
+from .support.processes import STOPPED, Server, request, temporaryDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 _SH = re.compile(r"^```sh\n(.*?)^```", re.DOTALL | re.MULTILINE)

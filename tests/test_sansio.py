@@ -50,32 +50,23 @@ from scgi_twisted._sansio import (
     encode_response_head,
 )
 
+from .support.scgi import (
+    DEEPTHOUGHT,
+    DEEPTHOUGHT_BODY,
+    DEEPTHOUGHT_PAIRS,
+    DEEPTHOUGHT_SHA256,
+    MINIMAL,
+    headerBlock,
+    netstring,
+    rawRequest,
+)
+
 _E = TypeVar("_E", bound=Exception)
 _R = TypeVar("_R", bound=RemoteProtocolError)
 
 ParserFactory = Callable[[], SCGIParser]
 Pairs = Sequence[tuple[bytes, bytes]]
 
-# The specification's example request (scgi-spec.md §3.1), byte for byte.
-DEEPTHOUGHT = (
-    b"70:"
-    b"CONTENT_LENGTH\x0027\x00"
-    b"SCGI\x001\x00"
-    b"REQUEST_METHOD\x00POST\x00"
-    b"REQUEST_URI\x00/deepthought\x00"
-    b","
-    b"What is the answer to life?"
-)
-DEEPTHOUGHT_SHA256 = "2ae09e033d381f8883e8c3a0497a4fc9afb6f586f97adc780dd2c705fca19331"
-DEEPTHOUGHT_PAIRS: tuple[tuple[bytes, bytes], ...] = (
-    (b"CONTENT_LENGTH", b"27"),
-    (b"SCGI", b"1"),
-    (b"REQUEST_METHOD", b"POST"),
-    (b"REQUEST_URI", b"/deepthought"),
-)
-DEEPTHOUGHT_BODY = b"What is the answer to life?"
-
-MINIMAL = b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00,"
 
 TRAILING = b"\r\nGET / HTTP/1.1\r\n\r\n"
 """Bytes sent after a complete request; the parser must count and drop them."""
@@ -84,21 +75,6 @@ TLS_CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
 
 
 # Building requests.
-
-
-def headerBlock(pairs: Pairs) -> bytes:
-    """Encode name/value pairs as an SCGI header block (without the netstring)."""
-    return b"".join(name + b"\x00" + value + b"\x00" for name, value in pairs)
-
-
-def netstring(block: bytes) -> bytes:
-    """Frame a header block as a netstring, computing its length."""
-    return b"%d:%s," % (len(block), block)
-
-
-def scgiRequest(pairs: Pairs, body: bytes = b"") -> bytes:
-    """Build a whole request from its pairs and its body."""
-    return netstring(headerBlock(pairs)) + body
 
 
 def deepthoughtPairs(
@@ -349,7 +325,7 @@ class DeepthoughtTests(SansIOTestCase):
         """The vector built here is the spec's 101 bytes, with the spec's SHA-256."""
         self.assertEqual(len(DEEPTHOUGHT), 101)
         self.assertEqual(hashlib.sha256(DEEPTHOUGHT).hexdigest(), DEEPTHOUGHT_SHA256)
-        self.assertEqual(scgiRequest(DEEPTHOUGHT_PAIRS, DEEPTHOUGHT_BODY), DEEPTHOUGHT)
+        self.assertEqual(rawRequest(DEEPTHOUGHT_PAIRS, DEEPTHOUGHT_BODY), DEEPTHOUGHT)
 
     def test_events(self) -> None:
         """The example gives its headers, its 27-byte body and the end, fed any way."""
@@ -437,7 +413,7 @@ class AcceptedRequestTests(SansIOTestCase):
     def test_emptyLastValue(self) -> None:
         r"""An empty last value (``QUERY_STRING\0\0`` at the end) is accepted."""
         pairs = deepthoughtPairs(append=[(b"QUERY_STRING", b"")])
-        data = scgiRequest(pairs, DEEPTHOUGHT_BODY)
+        data = rawRequest(pairs, DEEPTHOUGHT_BODY)
         self.assertTrue(data.startswith(b"84:"))
         self.assertTrue(data.endswith(b"QUERY_STRING\x00\x00," + DEEPTHOUGHT_BODY))
         self.assertParses(data, expectedEvents(pairs, DEEPTHOUGHT_BODY))
@@ -451,7 +427,7 @@ class AcceptedRequestTests(SansIOTestCase):
             (b"QUERY_STRING", b""),
             (b"SERVER_NAME", b""),
         ]
-        self.assertParses(scgiRequest(pairs), expectedEvents(pairs))
+        self.assertParses(rawRequest(pairs), expectedEvents(pairs))
 
     def test_contentLengthLeadingZeros(self) -> None:
         """A CONTENT_LENGTH value of ``027`` is accepted as 27: a documented policy."""
@@ -463,12 +439,12 @@ class AcceptedRequestTests(SansIOTestCase):
                 {name.decode(): value for name, value in pairs}, tuple(pairs), 27
             ),
         )
-        self.assertParses(scgiRequest(pairs, DEEPTHOUGHT_BODY), events)
+        self.assertParses(rawRequest(pairs, DEEPTHOUGHT_BODY), events)
 
     def test_contentLengthAllZeros(self) -> None:
         """A CONTENT_LENGTH value of ``000`` means no body."""
         pairs = deepthoughtPairs(replace={b"CONTENT_LENGTH": b"000"})
-        self.assertParses(scgiRequest(pairs), expectedEvents(pairs))
+        self.assertParses(rawRequest(pairs), expectedEvents(pairs))
 
     def test_contentLengthManyLeadingZeros(self) -> None:
         """5000 leading zeros before ``27`` mean 27; int()'s digit limit is not hit."""
@@ -477,7 +453,7 @@ class AcceptedRequestTests(SansIOTestCase):
             {name.decode(): value for name, value in pairs}, tuple(pairs), 27
         )
         self.assertParses(
-            scgiRequest(pairs, DEEPTHOUGHT_BODY),
+            rawRequest(pairs, DEEPTHOUGHT_BODY),
             [headers, BodyReceived(DEEPTHOUGHT_BODY), RequestEnded()],
         )
 
@@ -490,7 +466,7 @@ class AcceptedRequestTests(SansIOTestCase):
             (b"SCGI", b"1"),
         ]
         self.assertParses(
-            scgiRequest(pairs, DEEPTHOUGHT_BODY),
+            rawRequest(pairs, DEEPTHOUGHT_BODY),
             expectedEvents(pairs, DEEPTHOUGHT_BODY),
         )
 
@@ -502,12 +478,12 @@ class AcceptedRequestTests(SansIOTestCase):
             (b"SCGI", b"1"),
             (b"REQUEST_URI", b"/"),
         ]
-        self.assertParses(scgiRequest(pairs), expectedEvents(pairs))
+        self.assertParses(rawRequest(pairs), expectedEvents(pairs))
 
     def test_onlyRequiredVariables(self) -> None:
         """No CGI variable other than CONTENT_LENGTH and SCGI is required."""
         pairs = [(b"CONTENT_LENGTH", b"3"), (b"SCGI", b"1")]
-        self.assertParses(scgiRequest(pairs, b"abc"), expectedEvents(pairs, b"abc"))
+        self.assertParses(rawRequest(pairs, b"abc"), expectedEvents(pairs, b"abc"))
 
     def test_bytesKept(self) -> None:
         """Values stay the bytes sent (not UTF-8 here); names are decoded as Latin-1."""
@@ -517,9 +493,9 @@ class AcceptedRequestTests(SansIOTestCase):
             (b"REQUEST_URI", b"/caf\xe9?\xff\x01"),
             (b"HTTP_X_\xe9", b"\x80 \t"),
         ]
-        self.assertParses(scgiRequest(pairs), expectedEvents(pairs))
+        self.assertParses(rawRequest(pairs), expectedEvents(pairs))
         parser = SCGIParser()
-        parser.receive_data(scgiRequest(pairs))
+        parser.receive_data(rawRequest(pairs))
         event = parser.next_event()
         if not isinstance(event, HeadersReceived):
             self.fail(f"expected HeadersReceived, got {event!r}")
@@ -572,7 +548,7 @@ class AcceptedRequestTests(SansIOTestCase):
             replace={b"CONTENT_LENGTH": b"%d" % MAX_CONTENT_LENGTH}
         )
         parser = SCGIParser()
-        parser.receive_data(scgiRequest(pairs, b"abc"))
+        parser.receive_data(rawRequest(pairs, b"abc"))
         event = parser.next_event()
         if not isinstance(event, HeadersReceived):
             self.fail(f"expected HeadersReceived, got {event!r}")
@@ -759,25 +735,25 @@ class HeaderBlockTests(SansIOTestCase):
 
     def test_missingSCGI(self) -> None:
         r"""A ``63:`` block without ``SCGI\x001\x00`` is rejected with ERR_NO_SCGI."""
-        data = scgiRequest(deepthoughtPairs(drop=[b"SCGI"]), DEEPTHOUGHT_BODY)
+        data = rawRequest(deepthoughtPairs(drop=[b"SCGI"]), DEEPTHOUGHT_BODY)
         self.assertTrue(data.startswith(b"63:"))
         self.assertRejected(data, RemoteProtocolError, SCGIParser.ERR_NO_SCGI)
 
     def test_badSCGIVersion(self) -> None:
         r"""A ``70:`` block with ``SCGI\x002\x00`` is rejected with ERR_BAD_SCGI."""
-        data = scgiRequest(deepthoughtPairs(replace={b"SCGI": b"2"}), DEEPTHOUGHT_BODY)
+        data = rawRequest(deepthoughtPairs(replace={b"SCGI": b"2"}), DEEPTHOUGHT_BODY)
         self.assertTrue(data.startswith(b"70:"))
         self.assertRejected(data, RemoteProtocolError, SCGIParser.ERR_BAD_SCGI)
 
     def test_otherSCGIValues(self) -> None:
         """SCGI values ``""``, ``01``, ``1.0`` and ``1 `` are rejected: only ``1``."""
         for value in [b"", b"01", b"1.0", b"1 "]:
-            data = scgiRequest(deepthoughtPairs(replace={b"SCGI": value}))
+            data = rawRequest(deepthoughtPairs(replace={b"SCGI": value}))
             self.assertRejected(data, RemoteProtocolError, SCGIParser.ERR_BAD_SCGI)
 
     def test_missingContentLength(self) -> None:
         """A ``52:`` block without CONTENT_LENGTH is rejected."""
-        data = scgiRequest(deepthoughtPairs(drop=[b"CONTENT_LENGTH"]), DEEPTHOUGHT_BODY)
+        data = rawRequest(deepthoughtPairs(drop=[b"CONTENT_LENGTH"]), DEEPTHOUGHT_BODY)
         self.assertTrue(data.startswith(b"52:"))
         self.assertRejected(data, RemoteProtocolError, SCGIParser.ERR_NO_CONTENT_LENGTH)
 
@@ -785,7 +761,7 @@ class HeaderBlockTests(SansIOTestCase):
         r"""A ``70:`` block starting ``SCGI\x001\x00CONTENT_LENGTH...`` is rejected."""
         pairs = list(DEEPTHOUGHT_PAIRS)
         pairs[0], pairs[1] = pairs[1], pairs[0]
-        data = scgiRequest(pairs, DEEPTHOUGHT_BODY)
+        data = rawRequest(pairs, DEEPTHOUGHT_BODY)
         self.assertTrue(data.startswith(b"70:SCGI\x001\x00CONTENT_LENGTH\x0027\x00"))
         self.assertRejected(
             data, RemoteProtocolError, SCGIParser.ERR_CONTENT_LENGTH_NOT_FIRST
@@ -794,7 +770,7 @@ class HeaderBlockTests(SansIOTestCase):
     def test_contentLengthPlus(self) -> None:
         r"""A ``71:`` block with ``CONTENT_LENGTH\x00+27\x00`` is rejected."""
         pairs = deepthoughtPairs(replace={b"CONTENT_LENGTH": b"+27"})
-        data = scgiRequest(pairs, DEEPTHOUGHT_BODY)
+        data = rawRequest(pairs, DEEPTHOUGHT_BODY)
         self.assertTrue(data.startswith(b"71:"))
         self.assertRejected(
             data, RemoteProtocolError, SCGIParser.ERR_CONTENT_LENGTH_NOT_DIGITS
@@ -807,7 +783,7 @@ class HeaderBlockTests(SansIOTestCase):
         Python's ``int()`` takes most of them.
         """
         for value in [b"", b"-1", b" 27", b"27 ", b"2_7", b"0x1b", b"27\t"]:
-            data = scgiRequest(deepthoughtPairs(replace={b"CONTENT_LENGTH": value}))
+            data = rawRequest(deepthoughtPairs(replace={b"CONTENT_LENGTH": value}))
             self.assertRejected(
                 data, RemoteProtocolError, SCGIParser.ERR_CONTENT_LENGTH_NOT_DIGITS
             )
@@ -815,14 +791,14 @@ class HeaderBlockTests(SansIOTestCase):
     def test_contentLengthUnicodeDigit(self) -> None:
         r"""CONTENT_LENGTH ``\xb2`` (Latin-1 superscript two) or Arabic 3 is refused."""
         for value in [b"\xb2", b"2\xb2", b"\xd9\xa3"]:
-            data = scgiRequest(deepthoughtPairs(replace={b"CONTENT_LENGTH": value}))
+            data = rawRequest(deepthoughtPairs(replace={b"CONTENT_LENGTH": value}))
             self.assertRejected(
                 data, RemoteProtocolError, SCGIParser.ERR_CONTENT_LENGTH_NOT_DIGITS
             )
 
     def test_duplicateSCGI(self) -> None:
         r"""A ``77:`` block with a second ``SCGI\x001\x00`` appended is rejected."""
-        data = scgiRequest(deepthoughtPairs(append=[(b"SCGI", b"1")]), DEEPTHOUGHT_BODY)
+        data = rawRequest(deepthoughtPairs(append=[(b"SCGI", b"1")]), DEEPTHOUGHT_BODY)
         self.assertTrue(data.startswith(b"77:"))
         self.assertRejected(
             data, RemoteProtocolError, SCGIParser.ERR_DUPLICATE.format(name="SCGI")
@@ -875,10 +851,10 @@ class HeaderBlockTests(SansIOTestCase):
         pairs = [(b"CONTENT_LENGTH", b"0"), (b"SCGI", b"1")]
         pairs.extend((b"V%d" % index, b"") for index in range(499))
         parser = SCGIParser()
-        parser.receive_data(scgiRequest(pairs[:500]))
+        parser.receive_data(rawRequest(pairs[:500]))
         self.assertIsInstance(parser.next_event(), HeadersReceived)
         self.assertRejected(
-            scgiRequest(pairs),
+            rawRequest(pairs),
             HeaderTooLargeError,
             SCGIParser.ERR_TOO_MANY_VARIABLES.format(limit=500),
         )
@@ -927,7 +903,7 @@ class ContentLengthLimitTests(SansIOTestCase):
         """A CONTENT_LENGTH of 2**63 is refused (413) with no body limit set."""
         pairs = deepthoughtPairs(replace={b"CONTENT_LENGTH": b"%d" % 2**63})
         error, _ = self.assertRejected(
-            scgiRequest(pairs),
+            rawRequest(pairs),
             BodyTooLargeError,
             SCGIParser.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=MAX_CONTENT_LENGTH),
         )
@@ -938,7 +914,7 @@ class ContentLengthLimitTests(SansIOTestCase):
         """A 5000-digit CONTENT_LENGTH is refused (413), not left to int()'s limit."""
         pairs = deepthoughtPairs(replace={b"CONTENT_LENGTH": b"9" * 5000})
         error, _ = self.assertRejected(
-            scgiRequest(pairs),
+            rawRequest(pairs),
             BodyTooLargeError,
             SCGIParser.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=MAX_CONTENT_LENGTH),
         )
@@ -948,7 +924,7 @@ class ContentLengthLimitTests(SansIOTestCase):
         """Over 2**63 - 1, the message names that limit even with a max_body_size."""
         pairs = deepthoughtPairs(replace={b"CONTENT_LENGTH": b"1" + b"0" * 30})
         self.assertRejected(
-            scgiRequest(pairs),
+            rawRequest(pairs),
             BodyTooLargeError,
             SCGIParser.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=MAX_CONTENT_LENGTH),
             factory=partial(SCGIParser, max_body_size=1000),
@@ -982,7 +958,7 @@ class DuplicateTests(SansIOTestCase):
             tuple(pairs),
             0,
         )
-        self.assertParses(scgiRequest(pairs), [headers, RequestEnded()])
+        self.assertParses(rawRequest(pairs), [headers, RequestEnded()])
 
     def test_repeatedHostLastWins(self) -> None:
         """A repeated HTTP_HOST takes its last value: a config override, not a merge.
@@ -1006,9 +982,9 @@ class DuplicateTests(SansIOTestCase):
             tuple(pairs),
             0,
         )
-        self.assertParses(scgiRequest(pairs), [headers, RequestEnded()])
+        self.assertParses(rawRequest(pairs), [headers, RequestEnded()])
         strict = SCGIParser(merge_duplicates=False)
-        strict.receive_data(scgiRequest(pairs))
+        strict.receive_data(rawRequest(pairs))
         self.assertRaises(RemoteProtocolError, strict.next_event)
 
     def test_mergeCookie(self) -> None:
@@ -1031,7 +1007,7 @@ class DuplicateTests(SansIOTestCase):
             tuple(pairs),
             0,
         )
-        self.assertParses(scgiRequest(pairs), [headers, RequestEnded()])
+        self.assertParses(rawRequest(pairs), [headers, RequestEnded()])
 
     def test_cgiNamesRefused(self) -> None:
         """A repeated CONTENT_LENGTH, SCGI or REQUEST_METHOD is refused in any mode."""
@@ -1042,7 +1018,7 @@ class DuplicateTests(SansIOTestCase):
                 (b"SCGI", b"1"),
                 (b"REQUEST_METHOD", b"GET"),
             ]:
-                data = scgiRequest(
+                data = rawRequest(
                     deepthoughtPairs(append=[(name, value)]), DEEPTHOUGHT_BODY
                 )
                 self.assertRejected(
@@ -1055,7 +1031,7 @@ class DuplicateTests(SansIOTestCase):
     def test_otherNamesRefused(self) -> None:
         """A repeated name not HTTP_* (``X_FOO``, ``HTTP``) is refused when merging."""
         for name in [b"X_FOO", b"HTTP", b"HTTPS"]:
-            data = scgiRequest(deepthoughtPairs(append=[(name, b"a"), (name, b"b")]))
+            data = rawRequest(deepthoughtPairs(append=[(name, b"a"), (name, b"b")]))
             self.assertRejected(
                 data,
                 RemoteProtocolError,
@@ -1066,7 +1042,7 @@ class DuplicateTests(SansIOTestCase):
         """With merge_duplicates=False, a repeated HTTP_* name is refused too."""
         factory = partial(SCGIParser, merge_duplicates=False)
         for name in [b"HTTP_X_FOO", b"HTTP_COOKIE"]:
-            data = scgiRequest(deepthoughtPairs(append=[(name, b"a"), (name, b"b")]))
+            data = rawRequest(deepthoughtPairs(append=[(name, b"a"), (name, b"b")]))
             self.assertRejected(
                 data,
                 RemoteProtocolError,
@@ -1078,7 +1054,7 @@ class DuplicateTests(SansIOTestCase):
         """With merge_duplicates=False, distinct names are accepted as usual."""
         pairs = deepthoughtPairs(append=[(b"HTTP_X_FOO", b"a"), (b"HTTP_X_BAR", b"b")])
         self.assertParses(
-            scgiRequest(pairs, DEEPTHOUGHT_BODY),
+            rawRequest(pairs, DEEPTHOUGHT_BODY),
             expectedEvents(pairs, DEEPTHOUGHT_BODY),
             factory=partial(SCGIParser, merge_duplicates=False),
         )
@@ -1522,7 +1498,7 @@ def validRequests(draw: st.DrawFn) -> tuple[bytes, list[Event]]:
     pairs = [(name.encode("ascii"), value) for name, value in extra.items()]
     pairs.insert(draw(st.integers(0, len(pairs))), (b"SCGI", b"1"))
     pairs.insert(0, (b"CONTENT_LENGTH", b"%d" % len(body)))
-    return scgiRequest(pairs, body), expectedEvents(pairs, body)
+    return rawRequest(pairs, body), expectedEvents(pairs, body)
 
 
 @st.composite

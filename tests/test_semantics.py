@@ -29,7 +29,9 @@ from scgi_twisted import IStreamingUploadResource, SCGISite, deliverBody
 from scgi_twisted._site import DEFAULT_SPOOL_THRESHOLD
 from scgi_twisted.testing import SCGITestClient
 
-from ._scgi import WebRequest, buildRequest, connect, nginxVariables, parseResponse
+from .support.apps import WebRequest
+from .support.memory import connect
+from .support.scgi import buildRequest, nginxVariables, parseResponse
 
 FORM = b"application/x-www-form-urlencoded"
 

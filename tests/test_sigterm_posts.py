@@ -1,7 +1,7 @@
 """SIGTERM under a load of POSTs loses none: the listen backlog is served, not reset.
 
 nginx (``docs/deploy/nginx-upstream.conf.in``, through the machinery of
-:mod:`tests.test_failover`) balances over two ``twistd -n scgi`` backends on unix
+:mod:`tests.support.upstream`) balances over two ``twistd -n scgi`` backends on unix
 sockets.  Client threads send POSTs with random bodies, each on a new connection;
 the backend answers with the SHA-256 of the body it read, 20 ms later, and blocks its
 reactor for 2 ms per request, so that new connections always wait in its listen
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .test_failover import DEADLINE, PREFIX, _Backend, _Frontend, _tail
+from .support.upstream import DEADLINE, PREFIX, UpstreamBackend, UpstreamNginx, tail
 
 ROUNDS = 3
 """How many times each backend is stopped and started."""
@@ -147,7 +147,7 @@ class SigtermPostTests(SynchronousTestCase):
         self.directory = Path(tempfile.mkdtemp(prefix="scgi-term-"))
         self.addCleanup(shutil.rmtree, self.directory, True)
         (self.directory / "scgi_failover_app.py").write_text(APPLICATION)
-        self.backends = [_Backend(name, self.directory) for name in ("a", "b")]
+        self.backends = [UpstreamBackend(name, self.directory) for name in ("a", "b")]
         for backend in self.backends:
             self.addCleanup(backend.kill)
 
@@ -159,7 +159,7 @@ class SigtermPostTests(SynchronousTestCase):
         """
         for backend in self.backends:
             backend.start()
-        nginx = _Frontend(self.directory, self.backends)
+        nginx = UpstreamNginx(self.directory, self.backends)
         self.addCleanup(nginx.stop)
         load = _Posts(nginx.port)
         load.start(CLIENTS)
@@ -183,7 +183,7 @@ class SigtermPostTests(SynchronousTestCase):
             [
                 f"failures: {load.failures[:20]}",
                 f"served: {load.served}",
-                f"== nginx error.log\n{_tail(self.directory / 'error.log')}",
+                f"== nginx error.log\n{tail(self.directory / 'error.log')}",
                 *(backend.output() for backend in self.backends),
             ]
         )

@@ -32,18 +32,14 @@ from twisted.web.wsgi import WSGIResource
 from scgi_twisted import SCGIChannel, SCGIConfig, SCGISite
 from scgi_twisted._site import BodyBuffer, BufferPool, PooledBody, peer_allowed
 
-from ._scgi import (
+from .support.apps import Recorder, Seen, WebRequest
+from .support.memory import collectLogEvents, connect, warningsAndErrors
+from .support.scgi import (
     CGIResponse,
     Pairs,
-    Recorder,
-    Seen,
-    WebRequest,
     buildRequest,
-    collectLogEvents,
-    connect,
     nginxVariables,
     parseResponse,
-    warningsAndErrors,
 )
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Callable[[bytes], object]]

@@ -37,14 +37,9 @@ from twisted.trial.unittest import TestCase
 from scgi_twisted import SCGIChannel, SCGISite
 from scgi_twisted import client as scgi_client
 
-from ._scgi import (
-    buildRequest,
-    nginxVariables,
-    parseHTTPRefusal,
-    parseResponse,
-    readToEnd,
-)
 from .e2e_app import AppState, buildRoot
+from .support.scgi import buildRequest, nginxVariables, parseHTTPRefusal, parseResponse
+from .support.sockets import readToEnd
 
 if TYPE_CHECKING:
     _MixinBase = TestCase

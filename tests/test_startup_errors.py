@@ -38,7 +38,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from scgi_twisted._service import _listenProblem
 from scgi_twisted.tap import Options, SCGIService, StartupError, makeService
 
-from .test_plugin import TWIST, TWISTD, environment, temporaryDirectory
+from .support.processes import TWIST, TWISTD, environment, temporaryDirectory
 
 MODULES = {
     "scgi_boom.py": '''

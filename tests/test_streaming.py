@@ -2,7 +2,8 @@
 
 Every test drives the real channel of an ``SCGISite(root, reactor=Clock(),
 stream_uploads=True)`` (streaming is off by default: the tests opt in) on a
-``StringTransport`` (:func:`tests._scgi.connect`): it sends the header block, then
+``StringTransport`` (:func:`tests.support.memory.connect`): it sends the header
+block, then
 the body in whatever pieces it likes, and watches what the body's receiver gets,
 the transport's ``producerState`` (``pauseProducing`` sets ``"paused"``), what the
 channel wrote, and when it closed.  A closed connection is a transport flag, so a
@@ -49,16 +50,10 @@ from scgi_twisted import (
 )
 from scgi_twisted.testing import SCGITestClient
 
-from ._scgi import (
-    HalfCloseTransport,
-    WebRequest,
-    buildRequest,
-    collectLogEvents,
-    connect,
-    nginxVariables,
-    parseResponse,
-)
 from ._streaming_app import StreamingHash
+from .support.apps import WebRequest
+from .support.memory import HalfCloseTransport, collectLogEvents, connect
+from .support.scgi import buildRequest, nginxVariables, parseResponse
 
 
 def _failure(error: BaseException) -> Failure:

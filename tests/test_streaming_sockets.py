@@ -51,8 +51,9 @@ from scgi_twisted import (
     deliverBody,
 )
 
-from ._scgi import WebRequest, buildRequest, nginxVariables, parseResponse
 from ._streaming_app import RSSProbe, StreamingHash, readMemory
+from .support.apps import WebRequest
+from .support.scgi import buildRequest, nginxVariables, parseResponse
 
 if TYPE_CHECKING:
     _MixinBase = TestCase

@@ -37,18 +37,21 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from scgi_twisted import _systemd
 
-from ._frontend_cases import shownFiles
-from .test_defaultpage import BASE, Response, replace, scgiRequest
-from .test_plugin import (
+from .support.frontend_cases import shownFiles
+from .support.processes import (
+    STARTED,
     STOPPED,
     TWISTD,
-    Address,
+    WORKERS_APPLICATION,
     Server,
+    Supervised,
     environment,
+    isWorker,
     request,
     temporaryDirectory,
 )
-from .test_workers import APPLICATION, STARTED, Supervised, isWorker
+from .support.scgi import BASE, Response, buildRequest, replace
+from .support.sockets import Address
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 """The documentation."""
@@ -242,7 +245,7 @@ class _ActivatedSocket(SynchronousTestCase):
     def setUp(self) -> None:
         """Create the socket as systemd would for ``SocketMode=0600``."""
         self.directory = temporaryDirectory(self)
-        (self.directory / "scgi_workers_app.py").write_text(APPLICATION)
+        (self.directory / "scgi_workers_app.py").write_text(WORKERS_APPLICATION)
         self.path = self.directory / "activated.sock"
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.addCleanup(self.listener.close)
@@ -313,7 +316,7 @@ class _ActivatedSocket(SynchronousTestCase):
 
         def send() -> None:
             try:
-                data = scgiRequest(replace(BASE, REQUEST_URI=b"/queued"))
+                data = buildRequest(replace(BASE, REQUEST_URI=b"/queued"))
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                     sock.settimeout(DEADLINE)
                     sock.connect(str(self.path))
@@ -378,7 +381,7 @@ class DocumentedUnitsTests(_ActivatedSocket):
         argv = shlex.split(settings["ExecStart"])
         self.assertEqual(Path(argv[0]).name, "twistd")
         workers = int(argv[argv.index("--workers") + 1])
-        (self.directory / "myapp.py").write_text(APPLICATION)
+        (self.directory / "myapp.py").write_text(WORKERS_APPLICATION)
         listener = Notifications(self)
         server = self.launch([*TWISTD, *argv[1:]], NOTIFY_SOCKET=listener.name)
         ready = listener.expect("READY=1")

@@ -44,7 +44,8 @@ from scgi_twisted._defaultpage import DefaultPage
 from scgi_twisted._site import RefusedConnection
 from scgi_twisted.tap import DEFAULT_LISTEN, Options, makeService, parseSize
 
-from .test_defaultpage import BASE, Response, replace, scgiRequest, serveSCGI
+from .support.memory import serveSCGI
+from .support.scgi import BASE, Response, buildRequest, replace
 
 HERE = __name__
 
@@ -668,7 +669,7 @@ class MakeServiceTests(SynchronousTestCase):
 
     def serve(self, site: SCGISite, pairs: Any = BASE, body: bytes = b"") -> Response:
         """Serve one SCGI request with ``site``."""
-        return serveSCGI(site, scgiRequest(pairs, body))
+        return serveSCGI(site, buildRequest(pairs, body))
 
     def test_default(self) -> None:
         """By default: the built-in page on 127.0.0.1 port 4000, and nothing else."""
@@ -764,7 +765,7 @@ class MakeServiceTests(SynchronousTestCase):
         assert channel is not None
         transport = StringTransport()
         channel.makeConnection(transport)
-        channel.dataReceived(scgiRequest(BASE)[:10])
+        channel.dataReceived(buildRequest(BASE)[:10])
         self.reactor.advance(2.4)
         self.assertFalse(transport.disconnecting)
         self.reactor.advance(0.1)

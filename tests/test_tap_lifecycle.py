@@ -10,7 +10,7 @@ Strategy:
   and stops the service with a request in flight: the stop waits for the request
   within the grace period and closes it at the end of the grace period.
 * :class:`GracefulShutdownTests` runs the real command, ``twistd -n scgi``, as a
-  subprocess (the helpers of :mod:`tests.test_plugin`), serving a slow resource
+  subprocess (the helpers of :mod:`tests.support.processes`), serving a slow resource
   written into a temporary directory, and sends it SIGTERM with a request in flight.
 """
 
@@ -42,8 +42,10 @@ from scgi_twisted.tap import (
     makeService,
 )
 
-from ._scgi import WebRequest, buildRequest, connect, nginxVariables, parseResponse
-from .test_plugin import DEADLINE, STOPPED, TWISTD, Server, temporaryDirectory
+from .support.apps import WebRequest
+from .support.memory import connect
+from .support.processes import DEADLINE, STOPPED, TWISTD, Server, temporaryDirectory
+from .support.scgi import buildRequest, nginxVariables, parseResponse
 
 HERE = __name__
 

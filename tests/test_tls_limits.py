@@ -21,16 +21,16 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from ._scgi import parseResponse
-from .frontends import _certificate, clientTLSContext
-from .test_limits import (
+from .support.apps import Hold
+from .support.frontends import _certificate, clientTLSContext
+from .support.scgi import parseResponse
+from .support.sockets import (
     CLIENT_TIMEOUT,
-    Hold,
-    _reactor,
-    _request,
-    _Site,
-    _sleep,
-    _until,
+    RecordingSite,
+    nginxRequest,
+    reactor,
+    sleep,
+    until,
 )
 
 
@@ -59,7 +59,7 @@ class TLSConnectionLimitTests(TestCase):
 
     timeout = 60.0
 
-    async def listen(self, resource: Any, **options: Any) -> tuple[_Site, int]:
+    async def listen(self, resource: Any, **options: Any) -> tuple[RecordingSite, int]:
         """Serve ``resource`` on an ``ssl:`` port on 127.0.0.1."""
         cert, key = _certificate()
         directory = tempfile.mkdtemp(prefix="scgi-tls-")
@@ -69,9 +69,9 @@ class TLSConnectionLimitTests(TestCase):
             f.write(cert)
         with open(keyFile, "wb") as f:
             f.write(key)
-        site = _Site(resource, reactor=_reactor, **options)
+        site = RecordingSite(resource, reactor=reactor, **options)
         endpoint = serverFromString(
-            _reactor,
+            reactor,
             f"ssl:0:interface=127.0.0.1:privateKey={keyFile}:certKey={certFile}",
         )
         port = await endpoint.listen(site)
@@ -87,18 +87,16 @@ class TLSConnectionLimitTests(TestCase):
         hold = Hold()
         site, port = await self.listen(hold, max_connections=2)
         answers = [
-            deferToThread(_tlsExchange, port, _request(b"/hold/%d" % i))
+            deferToThread(_tlsExchange, port, nginxRequest(b"/hold/%d" % i))
             for i in range(5)
         ]
-        await _until(lambda: len(hold.pending) == 2, "two requests held")
-        await _sleep(0.5)  # time for the other three to connect and be held off
+        await until(lambda: len(hold.pending) == 2, "two requests held")
+        await sleep(0.5)  # time for the other three to connect and be held off
         self.assertEqual(site.maxServed, 2)
         self.assertEqual(len(hold.pending), 2)
         while hold.served < 5:
             hold.release()
-            await _until(
-                lambda: bool(hold.pending) or hold.served >= 5, "the next held"
-            )
+            await until(lambda: bool(hold.pending) or hold.served >= 5, "the next held")
         for answer in answers:
             data, end = await answer
             self.assertEqual(parseResponse(data).body, b"released")
@@ -113,7 +111,7 @@ def _refusedExchange(port: int) -> tuple[bytes, str]:
     The refusal can come during the handshake, so it is caught there too.
     """
     try:
-        return _tlsExchange(port, _request(b"/x"))
+        return _tlsExchange(port, nginxRequest(b"/x"))
     except (ssl.SSLError, ConnectionResetError, BrokenPipeError, OSError):
         return b"", "reset"
 
@@ -137,8 +135,8 @@ class TLSAllowTests(TLSConnectionLimitTests):
         self.assertIn(end, ("eof", "reset"))
         hold = Hold()
         _, allowing = await self.listen(hold, allow=["127.0.0.0/8"])
-        answer = deferToThread(_tlsExchange, allowing, _request(b"/hold/1"))
-        await _until(lambda: len(hold.pending) == 1, "the allowed request held")
+        answer = deferToThread(_tlsExchange, allowing, nginxRequest(b"/hold/1"))
+        await until(lambda: len(hold.pending) == 1, "the allowed request held")
         hold.release()
         data, end = await answer
         self.assertEqual(parseResponse(data).body, b"released")

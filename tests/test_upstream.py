@@ -33,9 +33,22 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .frontends import DEPLOY, HTTPResult, Nginx, freePort, httpRequest, renderTemplate
-from .test_plugin import STOPPED, TWISTD, Server, environment, temporaryDirectory
-from .test_workers import APPLICATION
+from .support.frontends import (
+    DEPLOY,
+    HTTPResult,
+    Nginx,
+    freePort,
+    httpRequest,
+    renderTemplate,
+)
+from .support.processes import (
+    STOPPED,
+    TWISTD,
+    WORKERS_APPLICATION,
+    Server,
+    environment,
+    temporaryDirectory,
+)
 
 TEMPLATE = "nginx-upstream-hosts.conf.in"
 """The site template, in ``docs/deploy/``."""
@@ -138,7 +151,7 @@ class Host:
     def __init__(self, case: SynchronousTestCase, port: int) -> None:
         self._case = case
         self.directory = temporaryDirectory(case)
-        (self.directory / "scgi_workers_app.py").write_text(APPLICATION)
+        (self.directory / "scgi_workers_app.py").write_text(WORKERS_APPLICATION)
         self.port = port
         self.address = f"127.0.0.1:{port}"
         self.server = self.start()

@@ -1,8 +1,8 @@
 """A worker killed under load behind nginx costs no GET.
 
-``twistd -n scgi --workers 2`` (:class:`tests.test_workers.Supervised`) listens on a
-unix socket; nginx (``docs/deploy/nginx-upstream.conf.in`` through the machinery of
-:mod:`tests.test_failover`) has that socket as both entries of its upstream, so that
+``twistd -n scgi --workers 2`` (:class:`tests.support.processes.Supervised`) listens
+on a unix socket; nginx (``docs/deploy/nginx-upstream.conf.in`` through the machinery of
+:mod:`tests.support.upstream`) has that socket as both entries of its upstream, so that
 ``scgi_next_upstream error`` sends a request that failed on one connection to the
 same socket again, where the other worker (or the replacement) takes it.  Client
 threads send GETs through nginx, each answered 30 ms later (so each worker always has
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .test_failover import DEADLINE, PREFIX, _Frontend, _tail
-from .test_workers import Supervised, waitUntil
+from .support.processes import DEADLINE, Supervised, waitUntil
+from .support.upstream import PREFIX, UpstreamNginx, tail
 
 CLIENTS = 6
 """How many client threads send GETs at once."""
@@ -35,7 +35,7 @@ CLIENTS = 6
 
 @dataclass
 class _Socket:
-    """What :class:`tests.test_failover._Frontend` needs of a backend."""
+    """What :class:`tests.support.upstream.UpstreamNginx` needs of a backend."""
 
     socket: Path
 
@@ -102,7 +102,7 @@ class WorkerCrashTests(SynchronousTestCase):
         supervised = Supervised(self)
         directory = supervised.directory
         backend = _Socket(supervised.socketPath)
-        nginx = _Frontend(directory, [backend, backend])  # type: ignore[list-item]
+        nginx = UpstreamNginx(directory, [backend, backend])  # type: ignore[list-item]
         self.addCleanup(nginx.stop)
         load = _Gets(nginx.port)
         load.start(CLIENTS)
@@ -137,14 +137,14 @@ class WorkerCrashTests(SynchronousTestCase):
             load.stop()
         message = (
             f"failures: {load.failures[:20]}\nserved: {load.served}\n"
-            f"== nginx error.log\n{_tail(directory / 'error.log')}\n"
+            f"== nginx error.log\n{tail(directory / 'error.log')}\n"
             f"== supervisor\n{supervised.output()[-4000:]}"
         )
         self.assertEqual(load.failures, [], message)
         for pid in replacements:
             self.assertGreater(load.served.get(pid, 0), 0, message)
         self.assertRegex(
-            _tail(directory / "error.log", 400),
+            tail(directory / "error.log", 400),
             r"upstream prematurely closed|reset by peer",
             message,
         )

@@ -7,7 +7,7 @@ Strategy:
   environment.
 * :class:`WorkersTests` runs the real command, ``twistd -n scgi --workers 2``, as a
   subprocess listening on a unix socket in a temporary directory, with the
-  application in :data:`APPLICATION`: it answers with the pid of the worker that
+  application in :data:`WORKERS_APPLICATION`: it answers with the pid of the worker that
   served, can answer after a delay without blocking (``/delay/SECONDS``), can block
   its worker (``/block/SECONDS``, a ``time.sleep`` in ``render``, which shows which
   workers accept while another is busy), and can hold a request open until the test
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import socket
 import sys
@@ -40,227 +39,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from scgi_twisted import _worker, _workers, tap
 
-from .test_defaultpage import Response
-from .test_plugin import (
+from .support.processes import (
+    DEADLINE,
     STOPPED,
-    TWISTD,
-    Address,
-    Server,
-    environment,
-    request,
+    Supervised,
+    isWorker,
     temporaryDirectory,
+    waitUntil,
 )
-
-DEADLINE = 30.0
-"""Seconds to wait for anything a test waits for."""
-
-APPLICATION = '''
-"""The application the --workers tests serve: it tells which process served."""
-
-import os
-import time
-
-from twisted.internet import reactor
-from twisted.internet.task import LoopingCall
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
-
-
-class Pid(Resource):
-    isLeaf = True
-
-    def render(self, request):
-        request.setHeader(b"content-type", b"text/plain")
-        path = request.postpath
-        pid = b"%d" % os.getpid()
-        if path[:1] == [b"block"]:
-            time.sleep(float(path[1]))
-        elif path[:1] == [b"until"]:
-            name = path[1].decode()
-
-            def check():
-                if os.path.exists(name):
-                    poll.stop()
-                    if not request._disconnected:
-                        request.write(pid)
-                        request.finish()
-
-            poll = LoopingCall(check)
-            poll.start(0.02)
-            return NOT_DONE_YET
-        elif path[:1] == [b"delay"]:
-
-            def answer():
-                if not request._disconnected:
-                    request.write(pid)
-                    request.finish()
-
-            reactor.callLater(float(path[1]), answer)
-            return NOT_DONE_YET
-        elif path[:1] == [b"print"]:
-            print("printed by", os.getpid())
-        elif path[:1] == [b"reactor"]:
-            return b"%s %s" % (pid, type(reactor).__module__.encode())
-        return pid
-
-
-root = Pid()
-'''
-
-STARTED = re.compile(r"Started worker (\d+) \(pid (\d+), generation (\d+)\)")
-"""The supervisor's log line for each worker it starts."""
-
-
-def isWorker(pid: int) -> bool:
-    """Return whether ``pid`` is a running scgi_twisted worker (not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            command = file.read()
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            state = file.read().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return b"scgi_twisted._worker" in command and state != b"Z"
-
-
-def waitUntil(
-    condition: Callable[[], bool], what: str, output: Callable[[], str] = str
-) -> None:
-    """Poll ``condition`` until it holds; fail after :data:`DEADLINE` seconds."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not in {DEADLINE:g} s\n{output()}")
-        time.sleep(0.05)
-
-
-class Supervised:
-    """A ``twistd -n scgi --workers N`` subprocess and what its log says.
-
-    :ivar server: the subprocess.
-    :ivar address: its unix socket.
-    :ivar directory: its working directory.
-    """
-
-    def __init__(
-        self,
-        case: SynchronousTestCase,
-        *arguments: str,
-        workers: int = 2,
-        env: dict[str, str] | None = None,
-        twistd: tuple[str, ...] = (),
-    ) -> None:
-        """Start it and wait until every worker serves.
-
-        ``arguments`` follow ``scgi``; ``twistd`` precede it (such as ``--reactor``).
-        """
-        self.directory = temporaryDirectory(case)
-        (self.directory / "scgi_workers_app.py").write_text(APPLICATION)
-        self.socketPath = self.directory / "scgi.sock"
-        self.address: Address = (socket.AF_UNIX, str(self.socketPath))
-        self.workers = workers
-        case.addCleanup(self.killWorkers)
-        self.server = Server(
-            case,
-            self.directory,
-            [
-                *TWISTD,
-                *twistd,
-                "-n",
-                "--pidfile=",
-                "scgi",
-                "--workers",
-                str(workers),
-                "--listen",
-                f"unix:{self.socketPath}:mode=600",
-                "--resource",
-                "scgi_workers_app.root",
-                *arguments,
-            ],
-            env=environment(str(self.directory)) if env is None else env,
-        )
-        self.waitForLog(rf"All {workers} worker\(s\) serve")
-
-    @property
-    def pid(self) -> int:
-        """The supervisor's pid."""
-        return self.server.process.pid
-
-    def output(self) -> str:
-        """Everything the supervisor wrote so far."""
-        return self.server.output()
-
-    def started(self, generation: int | None = None) -> dict[int, int]:
-        """Return ``{slot: pid}`` of the workers started (of one generation)."""
-        found: dict[int, int] = {}
-        for slot, pid, gen in STARTED.findall(self.output()):
-            if generation is None or int(gen) == generation:
-                found[int(slot)] = int(pid)
-        return found
-
-    def allPids(self) -> set[int]:
-        """Every worker pid the supervisor ever started."""
-        return {int(pid) for _, pid, _ in STARTED.findall(self.output())}
-
-    def waitForLog(self, pattern: str, count: int = 1) -> None:
-        """Wait until ``pattern`` occurs ``count`` times in the supervisor's log."""
-        compiled = re.compile(pattern)
-
-        def found() -> bool:
-            if self.server.process.poll() is not None:
-                raise AssertionError(
-                    f"the supervisor exited ({self.server.process.returncode}) "
-                    f"before {pattern!r}:\n{self.output()}"
-                )
-            return len(compiled.findall(self.output())) >= count
-
-        waitUntil(found, f"{pattern!r} x{count}", self.output)
-
-    def killWorkers(self) -> None:
-        """Kill every worker still running (by pid, after checking it is one)."""
-        for pid in self.allPids():
-            if isWorker(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-    def get(self, path: str) -> Response:
-        """Send ``GET path`` over the unix socket."""
-        return request(self.address, path.encode())
-
-    def release(self, name: str) -> None:
-        """Let the ``/until/NAME`` requests finish."""
-        (self.directory / name).touch()
-
-    def servingPids(self) -> set[int]:
-        """Return the pids of the workers that accept now.
-
-        One request per worker, each blocking the worker that takes it for a moment,
-        sent 0.2 s apart: a blocked worker cannot accept, so each request lands on a
-        different idle worker.
-        """
-        results: list[Response | BaseException | None] = [None] * self.workers
-
-        def send(index: int) -> None:
-            try:
-                results[index] = self.get("/block/0.8")
-            except BaseException as error:
-                results[index] = error
-
-        threads = [
-            threading.Thread(target=send, args=(index,), daemon=True)
-            for index in range(self.workers)
-        ]
-        for thread in threads:
-            thread.start()
-            time.sleep(0.2)
-        for thread in threads:
-            thread.join(DEADLINE)
-        pids = set()
-        for result in results:
-            assert isinstance(result, Response), result
-            assert result.status == b"200 OK", result.status
-            pids.add(int(result.body))
-        return pids
+from .support.scgi import Response
 
 
 class Background:

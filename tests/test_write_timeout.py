@@ -36,30 +36,26 @@ from zope.interface import implementer
 from scgi_twisted import SCGISite
 from scgi_twisted.tap import Options, makeService
 
-from ._scgi import (
-    WebRequest,
-    buildRequest,
+from .support.apps import Big, Hello, WebRequest
+from .support.memory import (
+    Port,
+    PortTransport,
     collectLogEvents,
     connect,
-    nginxVariables,
-    parseResponse,
-    readToEnd,
     warningsAndErrors,
 )
-from .test_limits import (
+from .support.scgi import buildRequest, nginxVariables, parseResponse
+from .support.sockets import (
     CLIENT_TIMEOUT,
     SLACK,
-    Big,
-    Hello,
     MiB,
-    _connect,
-    _Port,
-    _PortTransport,
-    _reactor,
-    _request,
-    _Site,
-    _sleep,
-    _until,
+    RecordingSite,
+    connectClient,
+    nginxRequest,
+    reactor,
+    readToEnd,
+    sleep,
+    until,
 )
 
 TIMEOUT = 30.0
@@ -141,7 +137,7 @@ class WriteTimeoutTests(SynchronousTestCase):
         with one log line.
         """
         channel, transport = connect(self.makeSite(Hello()))
-        channel.dataReceived(_request(b"/x"))
+        channel.dataReceived(nginxRequest(b"/x"))
         self.assertEqual(parseResponse(transport.value()).body, b"hello")
         self.assertTrue(transport.disconnecting)
         self.clock.advance(TIMEOUT - 0.1)
@@ -156,7 +152,7 @@ class WriteTimeoutTests(SynchronousTestCase):
     def test_closeCompletesInTime(self) -> None:
         """A close that completes stops the write timeout: nothing is logged."""
         channel, transport = connect(self.makeSite(Hello()))
-        channel.dataReceived(_request(b"/x"))
+        channel.dataReceived(nginxRequest(b"/x"))
         self.clock.advance(TIMEOUT - 1)
         channel.connectionLost(_failure(ConnectionDone()))
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -172,7 +168,7 @@ class WriteTimeoutTests(SynchronousTestCase):
         """
         resource = Unfinished()
         channel, transport = connect(self.makeSite(resource))
-        channel.dataReceived(_request(b"/stream"))
+        channel.dataReceived(nginxRequest(b"/stream"))
         watch: Any = transport.producer
         self.assertIsNotNone(watch)
         self.assertTrue(transport.streaming)
@@ -191,7 +187,7 @@ class WriteTimeoutTests(SynchronousTestCase):
         """A buffer that drains stops the timeout; the next stall starts it afresh."""
         resource = Unfinished()
         channel, transport = connect(self.makeSite(resource))
-        channel.dataReceived(_request(b"/stream"))
+        channel.dataReceived(nginxRequest(b"/stream"))
         watch: Any = transport.producer
         watch.pauseProducing()
         self.clock.advance(TIMEOUT - 1)
@@ -222,7 +218,7 @@ class WriteTimeoutTests(SynchronousTestCase):
                 return NOT_DONE_YET
 
         channel, transport = connect(self.makeSite(Short()))
-        channel.dataReceived(_request(b"/short"))
+        channel.dataReceived(nginxRequest(b"/short"))
         self.assertIsNone(transport.producer)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -243,7 +239,7 @@ class WriteTimeoutTests(SynchronousTestCase):
                 return NOT_DONE_YET
 
         channel, transport = connect(self.makeSite(Producing()))
-        channel.dataReceived(_request(b"/p"))
+        channel.dataReceived(nginxRequest(b"/p"))
         self.assertIs(transport.producer, producer)
         producer.pauseProducing()
         self.clock.advance(TIMEOUT * 3)
@@ -257,17 +253,17 @@ class WriteTimeoutTests(SynchronousTestCase):
         one is aborted and gone.
         """
         site = self.makeSite(Hello(), max_connections=1)
-        port = _Port()
+        port = Port()
 
-        def open() -> tuple[Any, _PortTransport]:
+        def open() -> tuple[Any, PortTransport]:
             channel = site.buildProtocol(None)
             assert channel is not None
-            transport = _PortTransport(port)
+            transport = PortTransport(port)
             channel.makeConnection(transport)
             return channel, transport
 
         first, firstTransport = open()
-        first.dataReceived(_request(b"/first"))
+        first.dataReceived(nginxRequest(b"/first"))
         second, secondTransport = open()
         self.assertEqual(secondTransport.producerState, "paused")
         self.assertFalse(port.reading)
@@ -276,14 +272,14 @@ class WriteTimeoutTests(SynchronousTestCase):
         self.assertEqual(secondTransport.producerState, "paused")
         first.connectionLost(_failure(ConnectionAborted()))
         self.assertEqual(secondTransport.producerState, "producing")
-        second.dataReceived(_request(b"/second"))
+        second.dataReceived(nginxRequest(b"/second"))
         self.assertEqual(parseResponse(secondTransport.value()).body, b"hello")
 
     def test_disabled(self) -> None:
         """``write_timeout=None`` registers no watch and starts no timer."""
         resource = Unfinished()
         channel, transport = connect(self.makeSite(resource, write_timeout=None))
-        channel.dataReceived(_request(b"/stream"))
+        channel.dataReceived(nginxRequest(b"/stream"))
         self.assertIsNone(transport.producer)
         (request,) = resource.requests
         request.finish()
@@ -355,21 +351,21 @@ class _SocketTestsMixin:
         """
         case: Any = self
         big = Big(16 * MiB)
-        site = _Site(big, reactor=_reactor, write_timeout=0.5)
-        port = await serverFromString(_reactor, self.endpointFor()).listen(site)
+        site = RecordingSite(big, reactor=reactor, write_timeout=0.5)
+        port = await serverFromString(reactor, self.endpointFor()).listen(site)
         case.addCleanup(port.stopListening)
         address = self.addressOf(port)
         release = threading.Event()
         case.addCleanup(release.set)
 
         def client() -> tuple[bytes, str]:
-            with contextlib.closing(_connect(address, receiveBuffer=4096)) as sock:
-                sock.sendall(_request(b"/big"))
+            with contextlib.closing(connectClient(address, receiveBuffer=4096)) as sock:
+                sock.sendall(nginxRequest(b"/big"))
                 release.wait(CLIENT_TIMEOUT)
                 return readToEnd(sock)
 
         answer = deferToThread(client)
-        await _until(lambda: big.rendered == 1, "the answer")
+        await until(lambda: big.rendered == 1, "the answer")
         started = time.monotonic()
         await site.allClosed()
         elapsed = time.monotonic() - started
@@ -384,7 +380,7 @@ class _SocketTestsMixin:
         case.assertLess(len(data), 16 * MiB)
         if self.abortIsVisible:
             case.assertEqual(end, "reset")
-        await _sleep(0)
+        await sleep(0)
 
 
 class TCPWriteTimeoutTests(_SocketTestsMixin, TestCase):

@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from ._twin import CORPUS, Answer, TwinRequest, answer, compare, hostFor, resolve
-from .e2e_app import BIG_SIZE, OFFLOAD_URI, bigFileContent, offloadFiles
+from tests._twin import CORPUS, Answer, TwinRequest, answer, compare, hostFor, resolve
+from tests.e2e_app import BIG_SIZE, OFFLOAD_URI, bigFileContent, offloadFiles
+
 from .frontends import (
     REPOSITORY,
     FrontendTestMixin,
