@@ -1,14 +1,14 @@
 """Tests for the SCGI channel, driven in memory through a real ``SCGISite``.
 
-Every test builds the channel with ``site.buildProtocol(None)`` on a ``StringTransport``
-(see :mod:`tests.support.memory`), with ``SCGISite(root, reactor=Clock())`` and a real
-resource tree, feeds it SCGI bytes, and reads the CGI response the channel wrote. Time
-is the ``Clock``; a closed connection is a transport flag, so a test that needs the
-close calls ``connectionLost`` itself. What is pinned, by class: how the request is
-built from the variables; the raw variables; the response framing; the body; the answers
-to bad input and the draining after them; the end of input; the timeouts; disconnects
-and half-close; producers; and the parts of Twisted's channel/request contract the
-channel relies on.
+Every test builds the channel with ``site.buildProtocol(None)`` on a
+``StringTransport`` (see ``tests/support/``), with ``SCGISite(root, reactor=Clock())``
+and a real resource tree, feeds it SCGI bytes, and reads the CGI response the channel
+wrote.  Time is the ``Clock``; a closed connection is a transport flag, so a test that
+needs the close calls ``connectionLost`` itself.  What is pinned, by class: how the
+request is built from the variables; the raw variables; the response framing; the
+body; the answers to bad input and the draining after them; the end of input; the
+timeouts; disconnects and half-close; producers; and the parts of Twisted's
+channel/request contract the channel relies on.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The twin tree: one ``twisted.web`` resource tree for the twin tests.
 
-The twin tests (``tests/test_twin.py`` in-process, and
-``tests/support/frontend_cases.py`` through nginx, Apache and lighttpd) serve this tree
-both with ``twisted.web``'s own HTTP server and with scgi_twisted, send the same
-requests to both, and compare the answers. Every resource that matters reports what it
-saw in its JSON body, so the comparison works across processes.
+The twin tests (``tests/test_twin.py`` in-process, and ``tests/support/``
+through nginx, Apache and lighttpd) serve this tree both with ``twisted.web``'s own
+HTTP server and with scgi_twisted, send the same requests to both, and compare the
+answers.  Every resource that matters reports what it saw in its JSON body, so the
+comparison works across processes.
 
 ``/seen/...``
     Any method: what the resource saw (:func:`seenBy`).
