@@ -37,8 +37,8 @@ well as the request itself.
   events must be well ordered, never hand on more body than ``CONTENT_LENGTH``; and
   the outcome must not depend on how the stream was split.
 * ``channel``: the whole channel in memory, as in the property tests
-  (:func:`tests.test_channel_properties.runChannel`), checked by
-  :func:`tests.test_channel_properties.checkOutcome`: one well-formed CGI response or
+  (:func:`tests.support.channelharness.runChannel`), checked by
+  :func:`tests.support.channelharness.checkOutcome`: one well-formed CGI response or
   a clean close, no exception, no second response, the connection ended after an
   error, at most one log line and nothing at error level.
 """
@@ -271,7 +271,7 @@ def parserTarget(data: bytes) -> None:
 
 def channelTarget(data: bytes) -> None:
     """Check the channel's contract on one input; raise on any violation."""
-    from tests.test_channel_properties import checkOutcome, runChannel
+    from tests.support.channelharness import checkOutcome, runChannel
 
     decoded = decodeChannelInput(data)
     if decoded is None:
@@ -296,25 +296,22 @@ TARGETS: dict[str, tuple[Callable[[bytes], None], Callable[..., bytes]]] = {
 
 # The seed corpus.
 
-DEEPTHOUGHT = (
-    b"70:"
-    b"CONTENT_LENGTH\x0027\x00"
-    b"SCGI\x001\x00"
-    b"REQUEST_METHOD\x00POST\x00"
-    b"REQUEST_URI\x00/deepthought\x00"
-    b","
-    b"What is the answer to life?"
-)
-
 
 def _streams() -> Iterator[bytes]:
     """Yield the request streams the corpus starts from."""
-    from tests._scgi import buildRequest, netstring, nginxVariables
+    from tests.support.scgi import (
+        DEEPTHOUGHT,
+        DEEPTHOUGHT_BLOCK,
+        MINIMAL,
+        buildRequest,
+        netstring,
+        nginxVariables,
+    )
 
-    block = DEEPTHOUGHT[3:73]
+    block = DEEPTHOUGHT_BLOCK
     yield DEEPTHOUGHT
     yield DEEPTHOUGHT + b"trailing"
-    yield b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00,"
+    yield MINIMAL
     yield netstring(block + b"QUERY_STRING\x00\x00") + DEEPTHOUGHT[74:]
     yield DEEPTHOUGHT[:73] + b"@" + DEEPTHOUGHT[74:]
     yield netstring(block.replace(b"SCGI\x001\x00", b"")) + DEEPTHOUGHT[74:]
@@ -416,7 +413,7 @@ def main(argv: list[str]) -> None:
     # Instrument this package before anything imports it (the seeds do).
     with atheris.instrument_imports(include=["scgi_twisted"]):
         import scgi_twisted._channel
-        import tests.test_channel_properties  # noqa: F401
+        import tests.support.channelharness  # noqa: F401
 
         del scgi_twisted
     if not any(not arg.startswith("-") for arg in rest):

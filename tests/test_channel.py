@@ -1349,12 +1349,20 @@ class ErrorTests(ChannelTestCase):
                 SCGIParser.ERR_BAD_SCGI,
             ),
             (
-                buildRequest(
-                    [(b"REQUEST_METHOD", b"GET"), (b"REQUEST_METHOD", b"PUT")]
+                rawRequest(
+                    [
+                        (b"CONTENT_LENGTH", b"0"),
+                        (b"SCGI", b"1"),
+                        (b"REQUEST_METHOD", b"GET"),
+                        (b"REQUEST_METHOD", b"PUT"),
+                    ]
                 ),
                 SCGIParser.ERR_DUPLICATE.format(name="REQUEST_METHOD"),
             ),
-            (buildRequest([(b"", b"x")]), SCGIParser.ERR_EMPTY_NAME),
+            (
+                rawRequest([(b"CONTENT_LENGTH", b"0"), (b"SCGI", b"1"), (b"", b"x")]),
+                SCGIParser.ERR_EMPTY_NAME,
+            ),
         ]
         for data, message in cases:
             self.logged.clear()

@@ -66,6 +66,9 @@ from scgi_twisted import SCGIChannel, SCGISite
 
 from .support.memory import collectLogEvents
 from .support.scgi import (
+    DEEPTHOUGHT,
+    DEEPTHOUGHT_BLOCK,
+    MINIMAL,
     buildRequest,
     headerBlock,
     netstring,
@@ -76,18 +79,6 @@ from .support.scgi import (
 
 reactor = cast(IReactorTime, _reactor)
 
-# The specification's example request (scgi-spec.md §3.1), byte for byte.
-DEEPTHOUGHT = (
-    b"70:"
-    b"CONTENT_LENGTH\x0027\x00"
-    b"SCGI\x001\x00"
-    b"REQUEST_METHOD\x00POST\x00"
-    b"REQUEST_URI\x00/deepthought\x00"
-    b","
-    b"What is the answer to life?"
-)
-DEEPTHOUGHT_BLOCK = DEEPTHOUGHT[3:73]
-MINIMAL = b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00,"
 MIB = 1024 * 1024
 STREAM_SIZE = 16 * MIB
 """How much the streaming resource sends unless its query says otherwise."""

@@ -16,7 +16,7 @@ runs the same channel over ``iosim``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress
@@ -29,6 +29,8 @@ from zope.interface import provider
 from scgi_twisted import SCGIChannel, SCGISite
 
 from .scgi import Response
+
+_T = TypeVar("_T", bound="HalfCloseTransport")
 
 __all__ = [
     "HalfCloseTransport",
@@ -54,18 +56,35 @@ class HalfCloseTransport(StringTransport):
         self.writeClosed = True
 
 
+@overload
 def connect(
     site: SCGISite, peer: IAddress | None = None
+) -> tuple[SCGIChannel, HalfCloseTransport]: ...
+
+
+@overload
+def connect(
+    site: SCGISite, peer: IAddress | None = None, *, transport: _T
+) -> tuple[SCGIChannel, _T]: ...
+
+
+def connect(
+    site: SCGISite,
+    peer: IAddress | None = None,
+    *,
+    transport: HalfCloseTransport | None = None,
 ) -> tuple[SCGIChannel, HalfCloseTransport]:
     """Build the site's channel for a new connection and connect it to a transport.
 
     :param site: the site whose ``buildProtocol`` makes the channel.
     :param peer: the address given to ``buildProtocol``.
+    :param transport: the transport, if not a new :class:`HalfCloseTransport`.
     :returns: the channel and its transport.
     """
     channel = site.buildProtocol(peer)
     assert channel is not None, "the site refused the connection"
-    transport = HalfCloseTransport()
+    if transport is None:
+        transport = HalfCloseTransport()
     channel.makeConnection(transport)
     return channel, transport
 

@@ -130,9 +130,11 @@ def buildRequest(
 ) -> bytes:
     """Build a valid request: ``CONTENT_LENGTH``, ``SCGI=1``, the variables, the body.
 
-    The library's encoder frames it, so a request it builds is valid: names unique
-    and free of NUL, values free of NUL.  A test about invalid requests builds them
-    with :func:`rawRequest`.
+    The library's encoder frames it, so a request it builds is valid: names free of
+    NUL and unique, values free of NUL.  The one exception is what real frontends
+    send although the spec forbids it and the library's client never does: a repeated
+    ``HTTP_*`` name (nginx 1.22 sends one per repeated header line), framed as given.
+    A test about invalid requests builds them with :func:`rawRequest`.
 
     :param variables: the other variables, in order; ``SCGI`` among them is ignored
         (it is always sent second, as ``1``).
@@ -143,7 +145,23 @@ def buildRequest(
     declared = len(body) if contentLength is None else contentLength
     pairs = [(b"CONTENT_LENGTH", b"%d" % declared), (b"SCGI", b"1")]
     pairs.extend(pair for pair in _pairs(variables) if pair != (b"SCGI", b"1"))
+    names = [name for name, _ in pairs]
+    repeated = {name for name in names if names.count(name) > 1}
+    if repeated and all(name.startswith(b"HTTP_") for name in repeated):
+        encode_variables(_firstOfEach(pairs))  # everything else must be valid
+        return rawRequest(pairs, body)
     return encode_variables(pairs) + body
+
+
+def _firstOfEach(pairs: Pairs) -> list[tuple[bytes, bytes]]:
+    """Return ``pairs`` with every repeated name after its first use left out."""
+    seen: set[bytes] = set()
+    first = []
+    for name, value in pairs:
+        if name not in seen:
+            seen.add(name)
+            first.append((name, value))
+    return first
 
 
 BASE: tuple[tuple[bytes, bytes], ...] = (
