@@ -27,6 +27,8 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 
+from tests.support.scgi import buildRequest, parseResponse
+
 _TEMP = tempfile.mkdtemp(prefix="scgi-docs-")
 _targets: list[tuple[str, Any]] = []
 _results: list[dict[str, str]] = []
@@ -35,14 +37,18 @@ _paths: list[str] = ["/"]
 
 def _request(path: str) -> bytes:
     """Return the SCGI request for ``GET path``, as stock nginx would send it."""
-    block = (
-        b"CONTENT_LENGTH\x000\x00SCGI\x001\x00REQUEST_METHOD\x00GET\x00"
-        b"REQUEST_URI\x00" + path.encode("utf-8") + b"\x00"
-        b"QUERY_STRING\x00\x00SERVER_PROTOCOL\x00HTTP/1.1\x00"
-        b"SERVER_NAME\x00localhost\x00SERVER_PORT\x0080\x00"
-        b"REMOTE_ADDR\x00127.0.0.1\x00HTTP_HOST\x00localhost\x00"
+    return buildRequest(
+        [
+            (b"REQUEST_METHOD", b"GET"),
+            (b"REQUEST_URI", path.encode("utf-8")),
+            (b"QUERY_STRING", b""),
+            (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+            (b"SERVER_NAME", b"localhost"),
+            (b"SERVER_PORT", b"80"),
+            (b"REMOTE_ADDR", b"127.0.0.1"),
+            (b"HTTP_HOST", b"localhost"),
+        ]
     )
-    return b"%d:%s," % (len(block), block)
 
 
 def _rewrite(description: str) -> str:
@@ -103,11 +109,18 @@ class _Probe(Protocol):
         self.data += data
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
-        head, _, body = self.data.partition(b"\r\n\r\n")
+        try:
+            response = parseResponse(self.data)
+        except ValueError as error:
+            status, body = f"not a CGI response: {error}", b""
+        else:
+            phrase = response.reason.decode("latin-1")
+            status = f"Status: {response.status} {phrase}"
+            body = response.body
         _results.append(
             {
                 "path": self.path,
-                "status": head.split(b"\r\n", 1)[0].decode("latin-1"),
+                "status": status,
                 "body": body.decode("utf-8", "replace"),
             }
         )
