@@ -10,6 +10,11 @@ them out on purpose (``-m "not frontend"``, as the version matrix in ``noxfile.p
 does) instead of failing on them. Modules that only borrow a helper from
 ``tests.support.frontends`` (a certificate, a free port) are not marked. trial does
 not read this file; it runs every test.
+
+The few tests that time real timers over real sockets say so with
+``measuresWallClock = True`` on their class and get the ``timing`` marker
+(``-m "not timing"`` leaves them out on a loaded machine); every timeout is also
+pinned to the tick on a ``Clock``.
 """
 
 from __future__ import annotations
@@ -33,8 +38,15 @@ def usesFrontends(module: ModuleType) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test whose module uses a real frontend as ``frontend``."""
+    """Mark the tests that need a frontend, and those that measure wall-clock time.
+
+    Every test whose module uses a real frontend is marked ``frontend``; every test
+    of a class with ``measuresWallClock = True`` (the real-socket limits, whose
+    timeouts are checked against ``time.monotonic()``) is marked ``timing``.
+    """
     for item in items:
         module = getattr(item, "module", None)
         if module is not None and usesFrontends(module):
             item.add_marker(pytest.mark.frontend)
+        if getattr(getattr(item, "cls", None), "measuresWallClock", False) is True:
+            item.add_marker(pytest.mark.timing)

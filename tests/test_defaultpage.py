@@ -22,7 +22,7 @@ from twisted.web.server import Site
 from scgi_twisted import SCGISite
 from scgi_twisted._defaultpage import DefaultPage
 
-from .support.memory import serveSCGI
+from .support.memory import connect, serveSCGI
 from .support.scgi import BASE, Pairs, Response, buildRequest, replace, without
 
 
@@ -47,10 +47,7 @@ class DefaultPageTests(SynchronousTestCase):
 
     def test_answersOK(self) -> None:
         """A plain GET is answered 200 with a complete HTML document, then closed."""
-        channel = SCGISite(DefaultPage(), reactor=Clock()).buildProtocol(None)
-        assert channel is not None
-        transport = StringTransport()
-        channel.makeConnection(transport)
+        channel, transport = connect(SCGISite(DefaultPage(), reactor=Clock()))
         channel.dataReceived(buildRequest(BASE))
         self.assertTrue(transport.disconnecting)
         channel.connectionLost(Failure(ConnectionDone()))

@@ -12,16 +12,18 @@ Strategy:
   ignored).  Every server-side connection records how it ended (``ConnectionDone``
   for a close, ``ConnectionAborted`` for an abort); each test waits until all are
   closed before the port stops, so the reactor is left clean.
-* :class:`DrainTests` and :class:`ConnectionLimitTests` drive the site's own channels
-  on string transports with a ``Clock``: the graceful drain (``site.drain``) and
-  the bookkeeping of the connection limit, step by step.
+  These classes set ``measuresWallClock``, so pytest marks them ``timing``.
+* :class:`TimeoutClockTests`, :class:`DrainTests` and :class:`ConnectionLimitTests`
+  drive the site's own channels on string transports with a ``Clock``: every
+  timeout to the tick (header deadline, body idle, linger, the abort of an unfinished
+  answer), the graceful drain (``site.drain``) and the bookkeeping of the connection
+  limit, step by step.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
 import socket
 import tempfile
@@ -257,92 +259,7 @@ class _LimitsTestsMixin(_MixinBase):
         await site.allClosed()
         self.assertReasons(site, ConnectionDone)
 
-    async def test_headerTrickleDoesNotExtendTimeout(self) -> None:
-        """A header arriving a byte at a time is cut at ``header_timeout`` anyway.
-
-        The client sends a byte every 50 ms, so every read is well within any idle
-        timeout; the deadline counts from the connection, not from the last byte.
-        """
-        site, address = await self.serve(Hello(), timeout=20, header_timeout=0.6)
-        payload = nginxRequest(b"/trickle")
-
-        def client() -> tuple[bytes, str, float, int]:
-            with contextlib.closing(connectClient(address)) as sock:
-                started = time.monotonic()
-                sent = 0
-                while sent < len(payload):
-                    sock.send(payload[sent : sent + 1])
-                    sent += 1
-                    readable, _, _ = select.select([sock], [], [], 0.05)
-                    if readable:
-                        break
-                data, end = readToEnd(sock)
-                return data, end, time.monotonic() - started, sent
-
-        data, end, elapsed, sent = await deferToThread(client)
-        self.assertEqual(parseResponse(data).status, 408, data)
-        self.assertIn(end, ("eof", "reset"))
-        self.assertGreater(sent, 5)
-        self.assertLess(sent, len(payload))
-        self.assertGreater(elapsed, 0.55)
-        self.assertLess(elapsed, 0.6 + SLACK)
-        await site.allClosed()
-        self.assertReasons(site, ConnectionDone)
-
     # Body idle timeout.
-
-    async def test_bodyIdleTimeout(self) -> None:
-        """A body that stops arriving is answered 408 ``timeout`` after its last read.
-
-        The header block arrived long before: the header deadline no longer applies.
-        """
-        site, address = await self.serve(Upload(), timeout=0.5)
-        header = nginxRequest(b"/upload", contentLength=1000)
-
-        def client() -> tuple[bytes, str, float]:
-            with contextlib.closing(connectClient(address)) as sock:
-                sock.sendall(header)
-                for _ in range(4):  # 1.2 s of steady body: no timeout
-                    time.sleep(0.3)
-                    sock.sendall(b"b" * 10)
-                stalled = time.monotonic()
-                data, end = readToEnd(sock)
-                return data, end, time.monotonic() - stalled
-
-        data, end, elapsed = await deferToThread(client)
-        self.assertEqual(parseResponse(data).status, 408, data)
-        self.assertEqual(end, "eof")
-        self.assertGreater(elapsed, 0.4)
-        self.assertLess(elapsed, 0.5 + SLACK)
-        await site.allClosed()
-        self.assertReasons(site, ConnectionDone)
-
-    async def test_steadyBodyNotCut(self) -> None:
-        """A body arriving slowly but steadily is served, however long it takes.
-
-        It takes four times ``timeout`` in all, each piece well within it.
-        """
-        site, address = await self.serve(Upload(), timeout=0.5, header_timeout=0.5)
-        pieces = [b"p" * 100] * 20
-        header = nginxRequest(b"/upload", contentLength=sum(map(len, pieces)))
-
-        def client() -> tuple[bytes, str, float]:
-            with contextlib.closing(connectClient(address)) as sock:
-                started = time.monotonic()
-                sock.sendall(header)
-                for piece in pieces:
-                    time.sleep(0.1)
-                    sock.sendall(piece)
-                data, end = readToEnd(sock)
-                return data, end, time.monotonic() - started
-
-        data, end, elapsed = await deferToThread(client)
-        response = parseResponse(data)
-        self.assertEqual((response.status, response.body), (200, b"2000"), data)
-        self.assertEqual(end, "eof")
-        self.assertGreater(elapsed, 4 * 0.5)
-        await site.allClosed()
-        self.assertReasons(site, ConnectionDone)
 
     # The abort that follows a close the peer ignores.
 
@@ -532,40 +449,6 @@ class _LimitsTestsMixin(_MixinBase):
         self.assertEqual(client.recv(1), b"")
         self.assertReasons(site, ConnectionDone)
 
-    async def test_bodyTooLargeLingerBounded(self) -> None:
-        """A refused body that stops arriving is aborted after ``linger_timeout``.
-
-        The 413 was readable all along.
-        """
-        site, address = await self.serve(
-            Upload(), max_body_size=MiB, linger_timeout=0.5
-        )
-        release = threading.Event()
-
-        def client() -> tuple[bytes, float]:
-            with contextlib.closing(connectClient(address)) as sock:
-                sock.sendall(nginxRequest(b"/upload", contentLength=16 * MiB))
-                sock.sendall(b"v" * MiB)
-                stalled = time.monotonic()
-                data = b""
-                while b"\r\n\r\n" not in data or not data.endswith(b"\n"):
-                    data += sock.recv(65536)
-                release.wait(CLIENT_TIMEOUT)
-                return data, stalled
-
-        answer = deferToThread(client)
-        try:
-            await site.allClosed()
-            await until(lambda: bool(site.closes), "the close")
-        finally:
-            release.set()
-        data, stalled = await answer
-        self.assertEqual(parseResponse(data).status, 413)
-        elapsed = site.closes[0][0] - stalled
-        self.assertGreater(elapsed, 0.4)
-        self.assertLess(elapsed, 0.5 + SLACK)
-        self.assertReasons(site, ConnectionAborted)
-
     # Slow clients and back-pressure.
 
     async def test_tricklingClientsDoNotDelayOthers(self) -> None:
@@ -651,6 +534,7 @@ class TCPLimitsTests(_LimitsTestsMixin, TestCase):
     """The limits over TCP on 127.0.0.1."""
 
     abortIsVisible = True
+    measuresWallClock = True
 
     def endpointFor(self) -> str:
         """Listen on a free port of 127.0.0.1."""
@@ -665,6 +549,7 @@ class UnixLimitsTests(_LimitsTestsMixin, TestCase):
     """The limits over a unix socket."""
 
     abortIsVisible = False
+    measuresWallClock = True
 
     def endpointFor(self) -> str:
         """Listen on a socket in a fresh temporary directory."""
@@ -676,6 +561,131 @@ class UnixLimitsTests(_LimitsTestsMixin, TestCase):
         """Connect to the socket's path."""
         name: bytes = port.getHost().name
         return socket.AF_UNIX, name
+
+
+# On a clock: the timeouts, to the tick.
+
+
+class TimeoutClockTests(SynchronousTestCase):
+    """The header deadline, the body idle timeout and the linger bound, on a Clock.
+
+    The real-socket tests above show that the timers fire over real sockets; these
+    pin when, exactly, and how the connection ends (a close, or an abort).
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+
+    def open(
+        self, resource: Resource, **options: Any
+    ) -> tuple[SCGIChannel, HalfCloseTransport]:
+        """Connect to a site serving ``resource`` on the test's clock."""
+        return connect(SCGISite(resource, reactor=self.clock, **options))
+
+    def test_headerTimeout(self) -> None:
+        """Part of a header block is answered 408 and closed at ``header_timeout``.
+
+        The body idle timeout (``timeout``) is much longer and plays no part.
+        """
+        channel, transport = self.open(Hello(), timeout=20, header_timeout=0.5)
+        channel.dataReceived(b"70:CONTENT_LENGTH\x000\x00SCGI\x00")
+        self.clock.advance(0.49)
+        self.assertEqual(transport.value(), b"")
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.01)
+        self.assertEqual(parseResponse(transport.value()).status, 408)
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)
+
+    def test_headerTrickleDoesNotExtendTimeout(self) -> None:
+        """A header arriving a byte at a time is cut at ``header_timeout`` anyway.
+
+        A byte every 50 ms keeps every read well within any idle timeout; the
+        deadline counts from the connection, not from the last byte.
+        """
+        payload = nginxRequest(b"/trickle")
+        channel, transport = self.open(Hello(), timeout=20, header_timeout=0.6)
+        sent = 0
+        while not transport.value():
+            channel.dataReceived(payload[sent : sent + 1])
+            sent += 1
+            self.clock.advance(0.05)
+        self.assertEqual(self.clock.seconds(), 0.6)
+        self.assertEqual(sent, 12)
+        self.assertLess(sent, len(payload))
+        self.assertEqual(parseResponse(transport.value()).status, 408)
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)
+
+    def test_bodyIdleTimeout(self) -> None:
+        """A body that stops arriving is answered 408 ``timeout`` after its last read.
+
+        The header block arrived long before: the header deadline no longer applies.
+        """
+        channel, transport = self.open(Upload(), timeout=0.5)
+        channel.dataReceived(nginxRequest(b"/upload", contentLength=1000))
+        for _ in range(4):  # 1.2 s of steady body: no timeout
+            self.clock.advance(0.3)
+            channel.dataReceived(b"b" * 10)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(0.49)
+        self.assertEqual(transport.value(), b"")
+        self.clock.advance(0.01)
+        self.assertEqual(parseResponse(transport.value()).status, 408)
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)
+
+    def test_steadyBodyNotCut(self) -> None:
+        """A body arriving slowly but steadily is served, however long it takes.
+
+        It takes four times ``timeout`` in all, each piece well within it.
+        """
+        pieces = [b"p" * 100] * 20
+        channel, transport = self.open(Upload(), timeout=0.5, header_timeout=0.5)
+        channel.dataReceived(
+            nginxRequest(b"/upload", contentLength=sum(map(len, pieces)))
+        )
+        for piece in pieces:
+            self.clock.advance(0.1)
+            channel.dataReceived(piece)
+        self.assertGreaterEqual(self.clock.seconds(), 4 * 0.5)
+        response = parseResponse(transport.value())
+        self.assertEqual((response.status, response.body), (200, b"2000"))
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)
+
+    def test_bodyTooLargeLingerBounded(self) -> None:
+        """A refused body that stops arriving is aborted after ``linger_timeout``.
+
+        The 413 was readable all along.
+        """
+        channel, transport = self.open(Upload(), max_body_size=MiB, linger_timeout=0.5)
+        channel.dataReceived(nginxRequest(b"/upload", contentLength=16 * MiB))
+        channel.dataReceived(b"v" * MiB)
+        self.assertEqual(parseResponse(transport.value()).status, 413)
+        self.clock.advance(0.49)
+        self.assertFalse(transport.disconnected)
+        self.clock.advance(0.01)
+        self.assertTrue(transport.disconnected)
+
+    def test_timeoutAbortsUnfinishedAnswer(self) -> None:
+        """A timeout during an answer still being written aborts it at once.
+
+        A close would end the answer as if it were complete, so the connection is
+        aborted at ``timeout``, without waiting ``abort_timeout``.
+        """
+        streaming = StreamingAnswer(64 * 1024)
+        channel, transport = self.open(
+            streaming, timeout=0.5, abort_timeout=10, stream_uploads=True
+        )
+        channel.dataReceived(nginxRequest(b"/stream", contentLength=1000) + b"z" * 10)
+        self.assertTrue(transport.value().startswith(b"Status: 200 OK\r\n"))
+        self.clock.advance(0.49)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(0.01)
+        self.assertTrue(transport.disconnected)
+        channel.connectionLost(Failure(ConnectionAborted()))
+        self.assertEqual(len(streaming.failures), 1)
 
 
 # In memory: the graceful drain.
@@ -846,11 +856,7 @@ class ConnectionLimitTests(SynchronousTestCase):
 
     def open(self, port: Port | None = None) -> tuple[SCGIChannel, PortTransport]:
         """Accept a connection on ``port`` (the test's port by default)."""
-        channel = self.site.buildProtocol(None)
-        assert channel is not None
-        transport = PortTransport(port or self.port)
-        channel.makeConnection(transport)
-        return channel, transport
+        return connect(self.site, transport=PortTransport(port or self.port))
 
     def close(self, channel: SCGIChannel) -> None:
         """End a connection."""
@@ -955,8 +961,6 @@ class ConnectionLimitTests(SynchronousTestCase):
         """Without a limit the port is never stopped."""
         site = SCGISite(Hello(), reactor=self.clock)
         for _ in range(50):
-            channel = site.buildProtocol(None)
-            assert channel is not None
-            channel.makeConnection(PortTransport(self.port))
+            connect(site, transport=PortTransport(self.port))
         self.assertEqual(self.port.stops, 0)
         self.assertEqual(site.connections, 50)
