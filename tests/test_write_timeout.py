@@ -37,26 +37,17 @@ from scgi_twisted import SCGISite
 from scgi_twisted.tap import Options, makeService
 
 from .support.apps import Big, Hello, WebRequest
-from .support.memory import (
-    Port,
-    PortTransport,
-    collectLogEvents,
-    connect,
-    warningsAndErrors,
-)
+from .support.memory import Port as _Port
+from .support.memory import PortTransport as _PortTransport
+from .support.memory import collectLogEvents, connect, warningsAndErrors
 from .support.scgi import buildRequest, nginxVariables, parseResponse
-from .support.sockets import (
-    CLIENT_TIMEOUT,
-    SLACK,
-    MiB,
-    RecordingSite,
-    connectClient,
-    nginxRequest,
-    reactor,
-    readToEnd,
-    sleep,
-    until,
-)
+from .support.sockets import CLIENT_TIMEOUT, SLACK, MiB, readToEnd
+from .support.sockets import RecordingSite as _Site
+from .support.sockets import connectClient as _connect  # noqa: N813 (short local name)
+from .support.sockets import nginxRequest as _request  # noqa: N813 (short local name)
+from .support.sockets import reactor as _reactor
+from .support.sockets import sleep as _sleep
+from .support.sockets import until as _until
 
 TIMEOUT = 30.0
 """The write timeout of the string-transport tests, in seconds."""
@@ -137,7 +128,7 @@ class WriteTimeoutTests(SynchronousTestCase):
         with one log line.
         """
         channel, transport = connect(self.makeSite(Hello()))
-        channel.dataReceived(nginxRequest(b"/x"))
+        channel.dataReceived(_request(b"/x"))
         self.assertEqual(parseResponse(transport.value()).body, b"hello")
         self.assertTrue(transport.disconnecting)
         self.clock.advance(TIMEOUT - 0.1)
@@ -152,7 +143,7 @@ class WriteTimeoutTests(SynchronousTestCase):
     def test_closeCompletesInTime(self) -> None:
         """A close that completes stops the write timeout: nothing is logged."""
         channel, transport = connect(self.makeSite(Hello()))
-        channel.dataReceived(nginxRequest(b"/x"))
+        channel.dataReceived(_request(b"/x"))
         self.clock.advance(TIMEOUT - 1)
         channel.connectionLost(_failure(ConnectionDone()))
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -168,7 +159,7 @@ class WriteTimeoutTests(SynchronousTestCase):
         """
         resource = Unfinished()
         channel, transport = connect(self.makeSite(resource))
-        channel.dataReceived(nginxRequest(b"/stream"))
+        channel.dataReceived(_request(b"/stream"))
         watch: Any = transport.producer
         self.assertIsNotNone(watch)
         self.assertTrue(transport.streaming)
@@ -187,7 +178,7 @@ class WriteTimeoutTests(SynchronousTestCase):
         """A buffer that drains stops the timeout; the next stall starts it afresh."""
         resource = Unfinished()
         channel, transport = connect(self.makeSite(resource))
-        channel.dataReceived(nginxRequest(b"/stream"))
+        channel.dataReceived(_request(b"/stream"))
         watch: Any = transport.producer
         watch.pauseProducing()
         self.clock.advance(TIMEOUT - 1)
@@ -218,7 +209,7 @@ class WriteTimeoutTests(SynchronousTestCase):
                 return NOT_DONE_YET
 
         channel, transport = connect(self.makeSite(Short()))
-        channel.dataReceived(nginxRequest(b"/short"))
+        channel.dataReceived(_request(b"/short"))
         self.assertIsNone(transport.producer)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -239,7 +230,7 @@ class WriteTimeoutTests(SynchronousTestCase):
                 return NOT_DONE_YET
 
         channel, transport = connect(self.makeSite(Producing()))
-        channel.dataReceived(nginxRequest(b"/p"))
+        channel.dataReceived(_request(b"/p"))
         self.assertIs(transport.producer, producer)
         producer.pauseProducing()
         self.clock.advance(TIMEOUT * 3)
@@ -253,17 +244,17 @@ class WriteTimeoutTests(SynchronousTestCase):
         one is aborted and gone.
         """
         site = self.makeSite(Hello(), max_connections=1)
-        port = Port()
+        port = _Port()
 
-        def open() -> tuple[Any, PortTransport]:
+        def open() -> tuple[Any, _PortTransport]:
             channel = site.buildProtocol(None)
             assert channel is not None
-            transport = PortTransport(port)
+            transport = _PortTransport(port)
             channel.makeConnection(transport)
             return channel, transport
 
         first, firstTransport = open()
-        first.dataReceived(nginxRequest(b"/first"))
+        first.dataReceived(_request(b"/first"))
         second, secondTransport = open()
         self.assertEqual(secondTransport.producerState, "paused")
         self.assertFalse(port.reading)
@@ -272,14 +263,14 @@ class WriteTimeoutTests(SynchronousTestCase):
         self.assertEqual(secondTransport.producerState, "paused")
         first.connectionLost(_failure(ConnectionAborted()))
         self.assertEqual(secondTransport.producerState, "producing")
-        second.dataReceived(nginxRequest(b"/second"))
+        second.dataReceived(_request(b"/second"))
         self.assertEqual(parseResponse(secondTransport.value()).body, b"hello")
 
     def test_disabled(self) -> None:
         """``write_timeout=None`` registers no watch and starts no timer."""
         resource = Unfinished()
         channel, transport = connect(self.makeSite(resource, write_timeout=None))
-        channel.dataReceived(nginxRequest(b"/stream"))
+        channel.dataReceived(_request(b"/stream"))
         self.assertIsNone(transport.producer)
         (request,) = resource.requests
         request.finish()
@@ -351,21 +342,21 @@ class _SocketTestsMixin:
         """
         case: Any = self
         big = Big(16 * MiB)
-        site = RecordingSite(big, reactor=reactor, write_timeout=0.5)
-        port = await serverFromString(reactor, self.endpointFor()).listen(site)
+        site = _Site(big, reactor=_reactor, write_timeout=0.5)
+        port = await serverFromString(_reactor, self.endpointFor()).listen(site)
         case.addCleanup(port.stopListening)
         address = self.addressOf(port)
         release = threading.Event()
         case.addCleanup(release.set)
 
         def client() -> tuple[bytes, str]:
-            with contextlib.closing(connectClient(address, receiveBuffer=4096)) as sock:
-                sock.sendall(nginxRequest(b"/big"))
+            with contextlib.closing(_connect(address, receiveBuffer=4096)) as sock:
+                sock.sendall(_request(b"/big"))
                 release.wait(CLIENT_TIMEOUT)
                 return readToEnd(sock)
 
         answer = deferToThread(client)
-        await until(lambda: big.rendered == 1, "the answer")
+        await _until(lambda: big.rendered == 1, "the answer")
         started = time.monotonic()
         await site.allClosed()
         elapsed = time.monotonic() - started
@@ -380,7 +371,7 @@ class _SocketTestsMixin:
         case.assertLess(len(data), 16 * MiB)
         if self.abortIsVisible:
             case.assertEqual(end, "reset")
-        await sleep(0)
+        await _sleep(0)
 
 
 class TCPWriteTimeoutTests(_SocketTestsMixin, TestCase):

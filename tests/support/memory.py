@@ -3,14 +3,14 @@
 :func:`connect` builds the channel of a site for a new connection on a
 :class:`HalfCloseTransport` (a ``StringTransport`` that also records
 ``loseWriteConnection``); the test feeds it bytes and reads what it wrote, with a
-``Clock`` as the site's reactor when time matters.  :func:`serveSCGI` does a whole
-exchange in one call.  :class:`Port` and :class:`PortTransport` stand in for a
-listening port, for the connection limit.  :func:`collectLogEvents` records what is
-logged.
+``Clock`` as the site's reactor when time matters.  :class:`Port` and
+:class:`PortTransport` stand in for a listening port, for the connection limit.
+:func:`collectLogEvents` records what is logged.
 
-Tests that want the whole client side too (a request built and a response read by
-the library's own client) use :class:`scgi_twisted.testing.SCGITestClient`, which
-runs the same channel over ``iosim``.
+A test that only needs an answer sends bytes with :func:`serveSCGI`, which uses the
+library's own in-memory connection (``scgi_twisted._memory``, over ``iosim``), the
+one behind :class:`scgi_twisted.testing.SCGITestClient`; a test that builds its
+request from a method and a path uses ``SCGITestClient`` itself.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar, overload
 
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import provider
 
 from scgi_twisted import SCGIChannel, SCGISite
+from scgi_twisted._memory import FRONTEND, ClientOutcome, MemoryConnection
 
 from .scgi import Response
 
@@ -112,21 +112,30 @@ def warningsAndErrors(events: Iterable[LogEvent]) -> list[dict[str, Any]]:
     return [dict(event) for event in events if event.get("log_level") in levels]
 
 
-def serveSCGI(site: SCGISite, data: bytes) -> Response:
-    """Feed one SCGI request to a new channel of ``site`` and return the response.
+def serveSCGI(site: SCGISite, data: bytes, method: bytes = b"GET") -> Response:
+    """Send ``data`` to a new channel of ``site`` as the test client does; parse it.
 
-    A pull producer that the response registers is pumped until it is done; then the
-    connection is lost, so that nothing is left waiting.
+    The library's own in-memory connection (:mod:`scgi_twisted.testing`'s, over
+    ``iosim``) carries the bytes: what the channel writes reaches the client at once,
+    a pull producer is resumed until it is done, and the channel hears of the close
+    as from a real transport.  If the answer is not finished, the client disconnects
+    so that nothing is left waiting.
+
+    :param data: the whole request, as a frontend sends it.
+    :param method: the request's method, for the client's reading of the answer.
+    :returns: the answer, checked strictly (:func:`tests.support.scgi.parseResponse`).
     """
-    channel, transport = connect(site)
-    channel.dataReceived(data)
-    for _ in range(1000):  # a pull producer (static.File) writes when asked to
-        producer = transport.producer
-        if producer is None:
-            break
-        producer.resumeProducing()
-    channel.connectionLost(Failure(ConnectionDone()))
-    return Response(transport.value())
+    clock = Clock()
+    channel = site.buildProtocol(FRONTEND)
+    assert channel is not None, "the site refused the connection"
+    outcome = ClientOutcome(method, head=data)
+    connection = MemoryConnection(channel, outcome.client, clock)
+    connection.flush()
+    if not connection.server.disconnecting:
+        connection.client.loseConnection()
+    connection.flush()
+    clock.advance(0)
+    return Response(b"".join(connection.server.written))
 
 
 class Port:
