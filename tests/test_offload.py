@@ -2,7 +2,7 @@
 
 The settings and path checks are tested directly; the responses through the real SCGI
 channel with :class:`scgi_twisted.testing.SCGITestClient`.  That each frontend really
-sends the file is tested end to end by ``test_offload*`` in ``tests/_frontend_cases.py``
+sends the file is tested end to end by ``test_offload*`` in ``tests/support/``
 (run by ``test_nginx``, ``test_apache`` and ``test_lighttpd``).
 """
 
