@@ -38,7 +38,8 @@ from scgi_twisted._accesslog import (
 )
 from scgi_twisted._service import SignalHook
 
-from ._scgi import buildRequest, collectLogEvents, connect, nginxVariables
+from .support.memory import collectLogEvents, connect
+from .support.scgi import buildRequest, nginxVariables
 
 TIMESTAMP = datetimeToLogString(1764790000.0)
 

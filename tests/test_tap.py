@@ -923,7 +923,7 @@ class MakeServiceTests(SynchronousTestCase):
         transport = StringTransport()
         channel.makeConnection(transport)
         stalled = replace(BASE, REQUEST_URI=b"/slow", REQUEST_METHOD=b"POST")
-        channel.dataReceived(scgiRequest(stalled, b"abcd")[:-2])
+        channel.dataReceived(buildRequest(stalled, b"abcd")[:-2])
         self.reactor.advance(5)
         site.doStop()
         with open(path) as log:
