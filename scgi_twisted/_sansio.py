@@ -23,6 +23,7 @@ import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from http import HTTPStatus
 
 from ._errors import (
@@ -397,47 +398,28 @@ class SCGIParser:
         declared = values[0]
         if not declared or not declared.isdigit():
             raise RemoteProtocolError(self.ERR_CONTENT_LENGTH_NOT_DIGITS)
-        if b"" in names:
-            raise RemoteProtocolError(self.ERR_EMPTY_NAME)
-        # One decode for all the names (NUL is in no name).
-        keys = b"\0".join(names).decode("latin-1").split("\0")
+        # Everything that depends on the names alone (their text, the empty name,
+        # the repeated ones, where SCGI is) is the block's layout: a frontend sends
+        # the same names in the same order request after request.
+        shape = b"\0".join(names)
+        if len(shape) <= LAYOUT_CACHED_SIZE:
+            keys, scgi, merges = _cached_layout(shape, self.merge_duplicates)
+        else:
+            keys, scgi, merges = _layout(shape, self.merge_duplicates)
         environ = dict(zip(keys, values, strict=True))
-        if len(environ) != len(keys):
-            environ = self._merge(keys, values)
-        scgi = environ.get("SCGI")
-        if scgi is None:
-            raise RemoteProtocolError(self.ERR_NO_SCGI)
-        if scgi != b"1":
+        for key, indexes, separator in merges:
+            if separator is None:  # a repeated HTTP_HOST: the last one was kept
+                continue
+            environ[key] = separator.join([values[index] for index in indexes])
+        if values[scgi] != b"1":
             raise RemoteProtocolError(self.ERR_BAD_SCGI)
-        content_length = self._check_content_length(declared)
+        if len(declared) < 19 and self.max_body_size is None:
+            content_length = int(declared)  # below 10**18: no limit can be passed
+        else:
+            content_length = self._check_content_length(declared)
         return HeadersReceived(
             environ, tuple(zip(names, values, strict=True)), content_length
         )
-
-    def _merge(self, keys: list[str], values: list[bytes]) -> dict[str, bytes]:
-        """Build the environment of a block that repeats a name.
-
-        :raises RemoteProtocolError: for a repeated name that may not be merged.
-        """
-        environ: dict[str, bytes] = {}
-        merge = self.merge_duplicates
-        for key, value in zip(keys, values, strict=True):
-            if key in environ:
-                if merge and key == "HTTP_HOST":
-                    # A client cannot send two Host headers (every frontend refuses
-                    # that), so a repeated HTTP_HOST comes from the frontend's own
-                    # configuration, such as nginx's "scgi_param HTTP_HOST
-                    # $http_host;" after "include scgi_params;": the later one is
-                    # meant to replace the earlier.
-                    environ[key] = value
-                    continue
-                if merge and key.startswith("HTTP_"):
-                    separator = b"; " if key == "HTTP_COOKIE" else b", "
-                    environ[key] = environ[key] + separator + value
-                    continue
-                raise RemoteProtocolError(self.ERR_DUPLICATE.format(name=key))
-            environ[key] = value
-        return environ
 
     def _check_content_length(self, declared: bytes) -> int:
         """Turn checked digits into a length, refusing any over a limit."""
@@ -485,6 +467,84 @@ class SCGIParser:
             data = data[:remaining]
         self._body_remaining = remaining - len(data)
         return BodyReceived(data)
+
+
+LAYOUT_CACHED_SIZE = 4096
+"""The largest run of names (joined by NUL) whose layout is remembered, in bytes.
+
+Real frontends send a few hundred bytes of names; a longer run is laid out anew
+each time, so the memory of :func:`_cached_layout` stays bounded by
+:data:`LAYOUTS_CACHED` times this size."""
+
+LAYOUTS_CACHED = 256
+"""How many layouts :func:`_cached_layout` remembers (least recently used first
+out): one per frontend configuration and set of client headers."""
+
+_Merge = tuple[str, tuple[int, ...], bytes | None]
+"""A repeated name, the indexes of its values in arrival order, and the separator
+that joins them (``None``: the last value replaces the others)."""
+
+_Layout = tuple[tuple[str, ...], int, tuple[_Merge, ...]]
+"""The names decoded, the index of ``SCGI``, and the repeated names to merge."""
+
+
+def _layout(shape: bytes, merge: bool) -> _Layout:
+    """Lay out a header block from its names, joined by NUL.
+
+    The block's first name is ``CONTENT_LENGTH`` (already checked).
+
+    :param shape: the names, in arrival order, joined by NUL.
+    :param merge: whether repeated ``HTTP_*`` names may be merged.
+    :raises RemoteProtocolError: for an empty name, a repeated name that may not be
+        merged (the first such repetition in arrival order), or no ``SCGI``.
+    """
+    # One decode for all the names (NUL is in no name).
+    keys = shape.decode("latin-1").split("\0")
+    if "" in keys:
+        raise RemoteProtocolError(SCGIParser.ERR_EMPTY_NAME)
+    merges: tuple[_Merge, ...] = ()
+    if len(set(keys)) != len(keys):
+        merges = _merges(keys, merge)
+    try:
+        scgi = keys.index("SCGI")
+    except ValueError:
+        raise RemoteProtocolError(SCGIParser.ERR_NO_SCGI) from None
+    return tuple(keys), scgi, merges
+
+
+_cached_layout = lru_cache(maxsize=LAYOUTS_CACHED)(_layout)
+
+
+def _merges(keys: list[str], merge: bool) -> tuple[_Merge, ...]:
+    """Say how to merge the repeated names of a block.
+
+    :raises RemoteProtocolError: for the first repetition, in arrival order, of a
+        name that may not be merged.
+    """
+    seen: set[str] = set()
+    repeated: dict[str, None] = {}
+    for key in keys:
+        if key not in seen:
+            seen.add(key)
+        elif key not in repeated:
+            if not (merge and key.startswith("HTTP_")):
+                raise RemoteProtocolError(SCGIParser.ERR_DUPLICATE.format(name=key))
+            repeated[key] = None
+    merges: list[_Merge] = []
+    for key in repeated:
+        indexes = tuple(index for index, name in enumerate(keys) if name == key)
+        if key == "HTTP_HOST":
+            # A client cannot send two Host headers (every frontend refuses that),
+            # so a repeated HTTP_HOST comes from the frontend's own configuration,
+            # such as nginx's "scgi_param HTTP_HOST $http_host;" after "include
+            # scgi_params;": the later one is meant to replace the earlier.
+            separator = None
+        elif key == "HTTP_COOKIE":
+            separator = b"; "
+        else:
+            separator = b", "
+        merges.append((key, indexes, separator))
+    return tuple(merges)
 
 
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
