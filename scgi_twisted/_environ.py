@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator, Mapping
-from typing import Literal, overload
+from collections.abc import Callable, Iterator, Mapping
+from functools import lru_cache
+from operator import itemgetter
+from typing import Any, Literal, overload
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from ._errors import RemoteProtocolError
@@ -182,17 +184,24 @@ def request_headers(environ: Mapping[str, bytes]) -> list[tuple[bytes, bytes]]:
     :raises RemoteProtocolError: (400) for a header name that is not an HTTP token, or
         a value holding CR or LF.
     """
+    shape = tuple(environ)
+    try:
+        if len(shape) <= PLAN_CACHED_NAMES and len("".join(shape)) <= PLAN_CACHED_SIZE:
+            names, values_of = _cached_plan(shape)
+        else:
+            names, values_of = _plan(shape)
+    except RemoteProtocolError:
+        _refuse(environ)  # names the first variable at fault, in arrival order
+        raise
     headers: list[tuple[bytes, bytes]] = []
-    names = _HEADER_NAMES
-    for key, value in environ.items():
-        name = names.get(key, _UNSEEN)
-        if name is _UNSEEN:
-            name = _header_name(key)
-        if name is None:
-            continue
-        if b"\r" in value or b"\n" in value:
-            raise RemoteProtocolError(f"the value of {key} holds CR or LF")
-        headers.append((name, value))
+    if names:
+        values = values_of(environ)
+        if len(names) == 1:
+            values = (values,)
+        joined = b"".join(values)
+        if b"\r" in joined or b"\n" in joined:
+            _refuse(environ)
+        headers = list(zip(names, values, strict=True))
     content_type = environ.get("CONTENT_TYPE")
     if content_type:
         if b"\r" in content_type or b"\n" in content_type:
@@ -204,33 +213,74 @@ def request_headers(environ: Mapping[str, bytes]) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-_UNSEEN = b"\0"
-"""The answer of the name cache for a variable name it has not seen (no header name
-holds NUL)."""
+PLANS_CACHED = 256
+"""How many plans :func:`_cached_plan` remembers (least recently used first out): one
+per frontend configuration and set of client headers."""
 
-_HEADER_NAMES: dict[str, bytes | None] = {}
-"""Variable names already looked at: the header name each becomes (``HTTP_USER_AGENT``
-becomes ``user-agent``), or ``None`` for a variable that is not a header."""
+PLAN_CACHED_NAMES = 128
+"""The most variables a remembered plan has; a request with more is planned anew."""
 
-_HEADER_NAMES_LIMIT = 1024
-"""How many names are remembered: real traffic uses a few dozen."""
+PLAN_CACHED_SIZE = 4096
+"""The most characters of names a remembered plan has (its memory is bounded by
+:data:`PLANS_CACHED` times this); a request with more is planned anew."""
 
 
+def _plan(shape: tuple[str, ...]) -> tuple[tuple[bytes, ...], Callable[..., Any]]:
+    """Plan the headers of requests whose variables have these names, in this order.
+
+    :returns: the header names, in order, and a function that takes an environment
+        and returns the values of those variables (a tuple when there are several).
+    :raises RemoteProtocolError: if a header name is not an HTTP token.
+    """
+    keys: list[str] = []
+    names: list[bytes] = []
+    for key in shape:
+        name = _header_name(key)
+        if name is not None:
+            keys.append(key)
+            names.append(name)
+    if not keys:
+        return (), _NO_VALUES
+    return tuple(names), itemgetter(*keys)
+
+
+_cached_plan = lru_cache(maxsize=PLANS_CACHED)(_plan)
+
+
+def _NO_VALUES(environ: Mapping[str, bytes]) -> tuple[bytes, ...]:
+    """Return the values of no variable."""
+    return ()
+
+
+def _refuse(environ: Mapping[str, bytes]) -> None:
+    """Raise the error for the first variable, in order, that cannot be a header.
+
+    :raises RemoteProtocolError: for a name that is not a token or a value holding
+        CR or LF.
+    """
+    for key, value in environ.items():
+        if _header_name(key) is not None and (b"\r" in value or b"\n" in value):
+            raise RemoteProtocolError(f"the value of {key} holds CR or LF")
+
+
+HEADER_NAMES_CACHED = 1024
+"""How many variable names :func:`_header_name` remembers (least recently used first
+out); real traffic uses a few dozen."""
+
+
+@lru_cache(maxsize=HEADER_NAMES_CACHED)
 def _header_name(key: str) -> bytes | None:
-    """Translate ``HTTP_FOO_BAR`` to ``foo-bar``, remembering the answer.
+    """Translate ``HTTP_FOO_BAR`` to ``foo-bar``.
 
     :returns: the header name, or ``None`` if the variable is not a request header.
     :raises RemoteProtocolError: if the result is not an HTTP token.
     """
-    encoded: bytes | None = None
     if key.startswith("HTTP_") and key not in _SKIPPED_HEADERS:
         name = key[5:].replace("_", "-")
         if not _TOKEN.match(name):
             raise RemoteProtocolError(f"the header name in {key!r} is not a token")
-        encoded = name.lower().encode("latin-1")
-    if len(_HEADER_NAMES) < _HEADER_NAMES_LIMIT:
-        _HEADER_NAMES[key] = encoded
-    return encoded
+        return name.lower().encode("latin-1")
+    return None
 
 
 def is_secure(environ: Mapping[str, bytes]) -> bool:
@@ -257,32 +307,27 @@ def client_address(environ: Mapping[str, bytes]) -> tuple[int, str, int]:
     raw = environ.get("REMOTE_ADDR")
     if not raw:
         return socket.AF_INET, "0.0.0.0", 0
-    known = _CLIENT_HOSTS.get(raw)
-    if known is None:
-        known = _client_host(raw)
-    if known[0] == 0:
+    family, host = _client_host(raw)
+    if family == 0:
         return socket.AF_INET, "0.0.0.0", 0
-    return known[0], known[1], _port(environ.get("REMOTE_PORT"))
+    return family, host, _port(environ.get("REMOTE_PORT"))
 
 
-_CLIENT_HOSTS: dict[bytes, tuple[int, str]] = {}
-"""``REMOTE_ADDR`` values already checked: their family and text, or family 0 for one
-that is not an IP address.  Emptied when it reaches :data:`_CLIENT_HOSTS_LIMIT`."""
-
-_CLIENT_HOSTS_LIMIT = 4096
+CLIENT_HOSTS_CACHED = 4096
+"""How many ``REMOTE_ADDR`` verdicts :func:`_client_host` remembers (least recently
+used first out)."""
 
 
+@lru_cache(maxsize=CLIENT_HOSTS_CACHED)
 def _client_host(raw: bytes) -> tuple[int, str]:
-    """Check a ``REMOTE_ADDR`` value and remember the verdict."""
+    """Check a ``REMOTE_ADDR`` value: its family and text, or family 0 for a value
+    that is not an IP address."""
     host = raw.decode("latin-1")
     family: int = socket.AF_INET6 if b":" in raw else socket.AF_INET
     try:
         socket.inet_pton(family, host)
     except (OSError, ValueError):
         family = 0
-    if len(_CLIENT_HOSTS) >= _CLIENT_HOSTS_LIMIT:
-        _CLIENT_HOSTS.clear()
-    _CLIENT_HOSTS[raw] = (family, host)
     return family, host
 
 
@@ -295,27 +340,25 @@ def server_address(environ: Mapping[str, bytes], secure: bool) -> tuple[str, int
     of ``HTTP_HOST`` when it has one (the public port, when another proxy stands in
     front), else ``SERVER_PORT``, else the scheme's default (443 or 80).
     """
-    host_header = environ.get("HTTP_HOST", b"")
-    key = (environ.get("SERVER_NAME"), host_header, environ.get("SERVER_PORT"), secure)
-    known = _SERVER_ADDRESSES.get(key)
-    if known is None:
-        known = _server_address(key)
-    return known
+    get = environ.get
+    return _server_address(
+        get("SERVER_NAME"), get("HTTP_HOST", b""), get("SERVER_PORT"), secure
+    )
 
 
-_SERVER_ADDRESSES: dict[tuple[bytes | None, bytes, bytes | None, bool], tuple[str, int]]
-_SERVER_ADDRESSES = {}
-"""The answers of :func:`server_address` by the variables they depend on (a site
-sees a handful of them).  Emptied when it reaches :data:`_SERVER_ADDRESSES_LIMIT`."""
-
-_SERVER_ADDRESSES_LIMIT = 1024
+SERVER_ADDRESSES_CACHED = 1024
+"""How many answers :func:`_server_address` remembers (least recently used first
+out): a site sees a handful of them."""
 
 
+@lru_cache(maxsize=SERVER_ADDRESSES_CACHED)
 def _server_address(
-    key: tuple[bytes | None, bytes, bytes | None, bool],
+    server_name: bytes | None,
+    host_header: bytes,
+    server_port: bytes | None,
+    secure: bool,
 ) -> tuple[str, int]:
-    """Compute :func:`server_address` from its variables and remember it."""
-    server_name, host_header, server_port, secure = key
+    """Compute :func:`server_address` from the variables it depends on."""
     header_host, header_port = _split_host(host_header)
     candidates = (server_name, header_host)
     name = next((n for n in candidates if n and n.isascii()), b"localhost")
@@ -324,10 +367,7 @@ def _server_address(
         port = _port(server_port) or None
     if port is None:
         port = 443 if secure else 80
-    if len(_SERVER_ADDRESSES) >= _SERVER_ADDRESSES_LIMIT:
-        _SERVER_ADDRESSES.clear()
-    answer = _SERVER_ADDRESSES[key] = name.decode("latin-1"), port
-    return answer
+    return name.decode("latin-1"), port
 
 
 def path_segments(path: bytes) -> list[bytes]:
@@ -336,7 +376,10 @@ def path_segments(path: bytes) -> list[bytes]:
     The path is split on ``/`` first and each segment is then percent-decoded, so an
     encoded ``%2F`` stays inside its segment.
     """
-    return [unquote_to_bytes(segment) for segment in path[1:].split(b"/")]
+    segments = path[1:].split(b"/")
+    if b"%" not in path:
+        return segments  # nothing to decode (unquote_to_bytes would return each)
+    return [unquote_to_bytes(segment) for segment in segments]
 
 
 def mount_depth(

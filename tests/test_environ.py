@@ -220,13 +220,11 @@ class RequestHeadersTests(SynchronousTestCase):
         )
 
     def test_rememberedNames(self) -> None:
-        """Names, headers or not, are remembered: a second request maps the same.
+        """Names and plans are remembered: a second request maps the same.
 
-        The memory is bounded: past its limit, names are translated without being
-        remembered.
+        The memory is bounded: the caches hold at most their sizes, and a request
+        with more or longer names than a plan may hold is planned anew each time.
         """
-        self.patch(_environ, "_HEADER_NAMES", {})
-        self.patch(_environ, "_HEADER_NAMES_LIMIT", 3)
         environ = {
             "CONTENT_LENGTH": b"0",
             "HTTP_X_ONE": b"1",
@@ -235,12 +233,53 @@ class RequestHeadersTests(SynchronousTestCase):
             "HTTP_X_TWO": b"2",
         }
         expected = [(b"x-one", b"1"), (b"x-two", b"2")]
+        _environ._cached_plan.cache_clear()
         self.assertEqual(request_headers(environ), expected)
         self.assertEqual(request_headers(environ), expected)
+        self.assertEqual(_environ._cached_plan.cache_info().hits, 1)
         self.assertEqual(
-            _environ._HEADER_NAMES,
-            {"CONTENT_LENGTH": None, "HTTP_X_ONE": b"x-one", "SCGI": None},
+            _environ._cached_plan.cache_info().maxsize, _environ.PLANS_CACHED
         )
+        self.assertEqual(
+            _environ._header_name.cache_info().maxsize, _environ.HEADER_NAMES_CACHED
+        )
+        for number in range(_environ.PLANS_CACHED + 10):
+            distinct = {f"HTTP_X_{number}": b"%d" % number, "HTTP_X_ONE": b"1"}
+            self.assertEqual(
+                request_headers(distinct),
+                [(b"x-%d" % number, b"%d" % number), (b"x-one", b"1")],
+            )
+        info = _environ._cached_plan.cache_info()
+        self.assertEqual(info.currsize, _environ.PLANS_CACHED)
+        long = {"HTTP_X_" + "A" * _environ.PLAN_CACHED_SIZE: b"v"}
+        many = {f"HTTP_X_{n}": b"v" for n in range(_environ.PLAN_CACHED_NAMES + 1)}
+        for environ in (long, many, long, many):
+            self.assertEqual(len(request_headers(environ)), len(environ))
+        self.assertEqual(_environ._cached_plan.cache_info().misses, info.misses)
+
+    def test_errorsInOrder(self) -> None:
+        """The first variable at fault, in arrival order, is the one named.
+
+        A bad name after a bad value names the value, a bad value after a bad name
+        names the name, whether the plan of the names is remembered or new.
+        """
+        valueFirst = {"HTTP_A": b"x\ry", "HTTP_B@": b"1"}
+        nameFirst = {"HTTP_B@": b"1", "HTTP_A": b"x\ry"}
+        for _attempt in range(2):
+            with self.assertRaises(RemoteProtocolError) as caught:
+                request_headers(valueFirst)
+            self.assertEqual(
+                str(caught.exception), "the value of HTTP_A holds CR or LF"
+            )
+            with self.assertRaises(RemoteProtocolError) as caught:
+                request_headers(nameFirst)
+            self.assertIn("'HTTP_B@' is not a token", str(caught.exception))
+            lineBreak = {"HTTP_A": b"1", "CGI_THING": b"\r\n", "HTTP_C": b"\n"}
+            with self.assertRaises(RemoteProtocolError) as caught:
+                request_headers(lineBreak)
+            self.assertEqual(
+                str(caught.exception), "the value of HTTP_C holds CR or LF"
+            )
 
     def test_emptyValue(self) -> None:
         """An empty HTTP_* value gives an empty header (nginx sends ``X-Empty:``)."""
@@ -403,12 +442,14 @@ class ClientAddressTests(SynchronousTestCase):
             )
 
     def test_rememberedVerdicts(self) -> None:
-        """Verdicts are remembered, and the memory is bounded: it empties when full.
+        """Verdicts are remembered, and the memory is bounded.
 
-        A remembered address answers as a new one would, the port always read anew.
+        A remembered address answers as a new one would, the port always read anew;
+        past its size the cache forgets the least recently used.
         """
-        self.patch(_environ, "_CLIENT_HOSTS", {})
-        self.patch(_environ, "_CLIENT_HOSTS_LIMIT", 3)
+        cache = _environ._client_host
+        self.assertEqual(cache.cache_info().maxsize, _environ.CLIENT_HOSTS_CACHED)
+        cache.cache_clear()
         for attempt in range(2):
             for number in range(10):
                 environ = {
@@ -419,11 +460,14 @@ class ClientAddressTests(SynchronousTestCase):
                     client_address(environ),
                     (socket.AF_INET, f"192.0.2.{number}", attempt),
                 )
-                self.assertLessEqual(len(_environ._CLIENT_HOSTS), 3)
             self.assertEqual(
                 client_address({"REMOTE_ADDR": b"nope", "REMOTE_PORT": b"1"}),
                 (socket.AF_INET, "0.0.0.0", 0),
             )
+        self.assertEqual(cache.cache_info().hits, 11)
+        for number in range(_environ.CLIENT_HOSTS_CACHED + 1):
+            client_address({"REMOTE_ADDR": b"10.0.%d.%d" % divmod(number, 256)})
+        self.assertEqual(cache.cache_info().currsize, _environ.CLIENT_HOSTS_CACHED)
 
 
 class ServerAddressTests(SynchronousTestCase):
@@ -491,8 +535,9 @@ class ServerAddressTests(SynchronousTestCase):
 
     def test_rememberedAnswers(self) -> None:
         """Answers are remembered by every variable they depend on, within a bound."""
-        self.patch(_environ, "_SERVER_ADDRESSES", {})
-        self.patch(_environ, "_SERVER_ADDRESSES_LIMIT", 4)
+        cache = _environ._server_address
+        self.assertEqual(cache.cache_info().maxsize, _environ.SERVER_ADDRESSES_CACHED)
+        cache.cache_clear()
         for _attempt in range(2):
             for number in range(6):
                 environ = {
@@ -507,7 +552,11 @@ class ServerAddressTests(SynchronousTestCase):
                 self.assertEqual(server_address(environ, False), (f"s{number}", 80))
                 environ["HTTP_HOST"] = b"h:9"
                 self.assertEqual(server_address(environ, False), (f"s{number}", 9))
-                self.assertLessEqual(len(_environ._SERVER_ADDRESSES), 4)
+        self.assertEqual(cache.cache_info().misses, 24)
+        self.assertEqual(cache.cache_info().hits, 24)
+        for number in range(_environ.SERVER_ADDRESSES_CACHED + 1):
+            server_address({"SERVER_NAME": b"n%d" % number}, False)
+        self.assertEqual(cache.cache_info().currsize, _environ.SERVER_ADDRESSES_CACHED)
 
 
 class PathSegmentsTests(SynchronousTestCase):
