@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from scgi_twisted import _sansio
 from scgi_twisted._errors import (
     BodyTooLargeError,
     HeaderTooLargeError,
@@ -1610,3 +1611,206 @@ class PropertyTests(SansIOTestCase):
         self.assertEqual(parser.trailing_bytes, len(trailing))
         self.assertEqual(parser.bytes_received, len(data) + len(trailing))
         self.assertIs(parser.next_event(), None)
+
+
+# The header block against a reference: the straightforward reading of the rules.
+
+
+def referenceBlock(
+    block: bytes,
+    *,
+    max_variables: int = DEFAULT_MAX_VARIABLES,
+    max_body_size: int | None = None,
+    merge_duplicates: bool = True,
+) -> HeadersReceived | tuple[type[RemoteProtocolError], str]:
+    """Judge a complete header block the plain way, one rule after the other.
+
+    This is what the parser did before it remembered layouts: split, check the
+    rules in order, then build the environment pair by pair, merging as it goes.
+
+    :returns: the event, or the class and message of the error the block deserves.
+    """
+    P = SCGIParser
+
+    def refuse(
+        message: str, kind: type[RemoteProtocolError] = RemoteProtocolError
+    ) -> tuple[type[RemoteProtocolError], str]:
+        return kind, message
+
+    if not block:
+        return refuse(P.ERR_NO_CONTENT_LENGTH)
+    if not block.endswith(b"\0"):
+        return refuse(P.ERR_NOT_NUL_TERMINATED)
+    strings = block[:-1].split(b"\0")
+    if len(strings) % 2:
+        return refuse(P.ERR_ODD_STRINGS)
+    if len(strings) // 2 > max_variables:
+        message = P.ERR_TOO_MANY_VARIABLES.format(limit=max_variables)
+        return refuse(message, HeaderTooLargeError)
+    pairs = list(zip(strings[0::2], strings[1::2], strict=True))
+    if pairs[0][0] != b"CONTENT_LENGTH":
+        if any(name == b"CONTENT_LENGTH" for name, _ in pairs):
+            return refuse(P.ERR_CONTENT_LENGTH_NOT_FIRST)
+        return refuse(P.ERR_NO_CONTENT_LENGTH)
+    declared = pairs[0][1]
+    if not declared or not all(48 <= byte <= 57 for byte in declared):
+        return refuse(P.ERR_CONTENT_LENGTH_NOT_DIGITS)
+    if any(not name for name, _ in pairs):
+        return refuse(P.ERR_EMPTY_NAME)
+    environ: dict[str, bytes] = {}
+    for rawName, value in pairs:
+        name = rawName.decode("latin-1")
+        if name not in environ:
+            environ[name] = value
+        elif merge_duplicates and name == "HTTP_HOST":
+            environ[name] = value
+        elif merge_duplicates and name.startswith("HTTP_"):
+            separator = b"; " if name == "HTTP_COOKIE" else b", "
+            environ[name] = environ[name] + separator + value
+        else:
+            return refuse(P.ERR_DUPLICATE.format(name=name))
+    if "SCGI" not in environ:
+        return refuse(P.ERR_NO_SCGI)
+    if environ["SCGI"] != b"1":
+        return refuse(P.ERR_BAD_SCGI)
+    length = int(declared)
+    if length > MAX_CONTENT_LENGTH:
+        message = P.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=MAX_CONTENT_LENGTH)
+        return refuse(message, BodyTooLargeError)
+    if max_body_size is not None and length > max_body_size:
+        message = P.ERR_CONTENT_LENGTH_TOO_LARGE.format(limit=max_body_size)
+        return refuse(message, BodyTooLargeError)
+    return HeadersReceived(environ, tuple(pairs), length)
+
+
+BLOCK_NAMES = st.sampled_from(
+    [
+        *(b"HTTP_HOST", b"HTTP_COOKIE", b"HTTP_X", b"REQUEST_METHOD", b"caf\xe9") * 4,
+        *(b"HTTP_", b"Http_x", b"SCGI", b"SCGI ", b""),
+    ]
+)
+"""Names: mostly ones a frontend sends (and repeats), sometimes hostile ones."""
+
+BLOCK_VALUES = st.one_of(
+    VALUES,
+    st.sampled_from([b"", b"1", b"0", b"01", b"12", b"+1", b"\xb2", b"9" * 20]),
+)
+
+
+@st.composite
+def likelyBlocks(draw: st.DrawFn) -> bytes:
+    """A header block of likely pairs: valid often, each rule broken sometimes."""
+    pairs = draw(st.lists(st.tuples(BLOCK_NAMES, BLOCK_VALUES), max_size=8))
+    if draw(st.integers(0, 9)):
+        pairs.insert(draw(st.integers(0, len(pairs))), (b"SCGI", b"1"))
+    if draw(st.integers(0, 9)):
+        declared = draw(st.one_of(st.integers(0, 99).map(b"%d".__mod__), BLOCK_VALUES))
+        pairs.insert(0, (b"CONTENT_LENGTH", declared))
+    block = b"".join(name + b"\0" + value + b"\0" for name, value in pairs)
+    shape = draw(st.integers(0, 19))
+    if shape == 0:
+        block = block[:-1]  # not NUL-terminated
+    elif shape == 1:
+        block += b"odd\0"
+    return block
+
+
+class LayoutTests(SansIOTestCase):
+    """The parser remembers each block's layout; every verdict stays the rules'."""
+
+    @settings(derandomize=True, max_examples=1000, deadline=None)
+    @given(
+        block=st.one_of(likelyBlocks(), st.binary(max_size=40)),
+        merge=st.sampled_from([True, True, True, False]),
+        maxBodySize=st.sampled_from([None, None, None, 0, 5, 10**20]),
+        maxVariables=st.sampled_from([DEFAULT_MAX_VARIABLES] * 3 + [3]),
+    )
+    def test_sameAsReference(
+        self, block: bytes, merge: bool, maxBodySize: int | None, maxVariables: int
+    ) -> None:
+        """Any block gives the reference's event or error, the first time and again.
+
+        The second parse of the same names finds their layout remembered.
+        """
+        expected = referenceBlock(
+            block,
+            max_variables=maxVariables,
+            max_body_size=maxBodySize,
+            merge_duplicates=merge,
+        )
+        for _attempt in range(2):
+            parser = SCGIParser(
+                max_variables=maxVariables,
+                max_body_size=maxBodySize,
+                merge_duplicates=merge,
+            )
+            parser.receive_data(netstring(block))
+            try:
+                outcome: object = parser.next_event()
+            except RemoteProtocolError as error:
+                outcome = (type(error), str(error))
+            self.assertEqual(outcome, expected)
+
+    def test_frontendBlocks(self) -> None:
+        """nginx 1.22's repeated names are merged the same, however often they come.
+
+        A repeated HTTP_HOST keeps the last value, repeated cookies join with
+        ``; ``, other repeated headers with ``, ``, each at its first place.
+        """
+        pairs = [
+            (b"CONTENT_LENGTH", b"0"),
+            (b"HTTP_HOST", b"localhost"),
+            (b"HTTP_COOKIE", b"a=1"),
+            (b"SCGI", b"1"),
+            (b"HTTP_HOST", b"localhost:8080"),
+            (b"HTTP_X_FOO", b"one"),
+            (b"HTTP_COOKIE", b"b=2"),
+            (b"HTTP_X_FOO", b"two"),
+            (b"HTTP_COOKIE", b"c=3"),
+        ]
+        for value in [b"0", b"1"]:
+            pairs[3] = (b"SCGI", value)
+            block = headerBlock(pairs)
+            expected = referenceBlock(block)
+            for _attempt in range(3):
+                parser = SCGIParser()
+                parser.receive_data(netstring(block))
+                if value == b"1":
+                    event = parser.next_event()
+                    self.assertEqual(event, expected)
+                    assert isinstance(event, HeadersReceived)
+                    self.assertEqual(
+                        list(event.environ.items()),
+                        [
+                            ("CONTENT_LENGTH", b"0"),
+                            ("HTTP_HOST", b"localhost:8080"),
+                            ("HTTP_COOKIE", b"a=1; b=2; c=3"),
+                            ("SCGI", b"1"),
+                            ("HTTP_X_FOO", b"one, two"),
+                        ],
+                    )
+                else:
+                    self.assertEqual(
+                        expected, (RemoteProtocolError, SCGIParser.ERR_BAD_SCGI)
+                    )
+                    with self.assertRaises(RemoteProtocolError) as caught:
+                        parser.next_event()
+                    self.assertEqual(str(caught.exception), SCGIParser.ERR_BAD_SCGI)
+
+    def test_longNamesNotRemembered(self) -> None:
+        """Names longer than the remembered size are laid out anew, with one verdict.
+
+        The memory of layouts stays within its bounds.
+        """
+        long = b"HTTP_X_" + b"A" * _sansio.LAYOUT_CACHED_SIZE
+        pairs = [(b"CONTENT_LENGTH", b"0"), (long, b"1"), (b"SCGI", b"1")]
+        before = _sansio._cached_layout.cache_info()
+        for _attempt in range(2):
+            parser = SCGIParser(max_header_size=2 * _sansio.LAYOUT_CACHED_SIZE)
+            parser.receive_data(scgiRequest(pairs))
+            event = parser.next_event()
+            assert isinstance(event, HeadersReceived)
+            self.assertEqual(event.environ[long.decode()], b"1")
+        after = _sansio._cached_layout.cache_info()
+        self.assertEqual((after.hits, after.misses), (before.hits, before.misses))
+        self.assertEqual(after.maxsize, _sansio.LAYOUTS_CACHED)
