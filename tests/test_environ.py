@@ -9,8 +9,13 @@ before the channel tests that run the same rows end to end.
 
 from __future__ import annotations
 
+import re
 import socket
+from collections.abc import Mapping
+from urllib.parse import unquote_to_bytes
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from scgi_twisted import SCGIVariables, _environ
@@ -724,3 +729,104 @@ class HelperTests(SynchronousTestCase):
         }
         for host, expected in cases.items():
             self.assertEqual(_split_host(host), expected, host)
+
+
+# The mappings against a reference: the straightforward reading of the rules.
+
+_REFERENCE_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+
+
+def referenceHeaders(environ: Mapping[str, bytes]) -> list[tuple[bytes, bytes]]:
+    """Map variables to headers one by one, as the rules say, with nothing remembered.
+
+    :raises RemoteProtocolError: for the first variable, in order, that cannot be a
+        header: a name that is not a token, or CR or LF in a value.
+    """
+    skipped = {
+        "HTTP_CONTENT_TYPE",
+        "HTTP_CONTENT_LENGTH",
+        "HTTP_TRANSFER_ENCODING",
+        "HTTP_PROXY",
+    }
+    headers = []
+    for key, value in environ.items():
+        if not key.startswith("HTTP_") or key in skipped:
+            continue
+        name = key[5:].replace("_", "-")
+        if not _REFERENCE_TOKEN.match(name):
+            raise RemoteProtocolError(f"the header name in {key!r} is not a token")
+        if b"\r" in value or b"\n" in value:
+            raise RemoteProtocolError(f"the value of {key} holds CR or LF")
+        headers.append((name.lower().encode("latin-1"), value))
+    contentType = environ.get("CONTENT_TYPE")
+    if contentType:
+        if b"\r" in contentType or b"\n" in contentType:
+            raise RemoteProtocolError("the value of CONTENT_TYPE holds CR or LF")
+        headers.append((b"content-type", contentType))
+    contentLength = environ.get("CONTENT_LENGTH", b"0").lstrip(b"0")
+    if contentLength:
+        headers.append((b"content-length", contentLength))
+    return headers
+
+
+VARIABLE_NAMES = st.sampled_from(
+    [
+        *("HTTP_HOST", "HTTP_USER_AGENT", "HTTP_X_FOO", "HTTP_COOKIE") * 3,
+        *("CONTENT_TYPE", "CONTENT_LENGTH", "REQUEST_URI", "SCGI", "HTTP_PROXY"),
+        *("HTTP_CONTENT_TYPE", "HTTP_TRANSFER_ENCODING", "HTTP_", "HTTP_X@Y"),
+        *("HTTP_CAF\xc9", "HTTP_x_lower", "Http_X", "HTTP_X__Y"),
+    ]
+)
+VARIABLE_VALUES = st.one_of(
+    st.binary(max_size=12),
+    st.sampled_from([b"", b"0", b"007", b"text/plain", b"a\rb", b"\n", b"x\r\n"]),
+)
+
+
+class ReferenceTests(SynchronousTestCase):
+    """The mappings, with their remembered plans, against plain references."""
+
+    @settings(derandomize=True, max_examples=500, deadline=None)
+    @given(
+        items=st.lists(st.tuples(VARIABLE_NAMES, VARIABLE_VALUES), max_size=10),
+        wrapped=st.booleans(),
+    )
+    def test_headersAsReference(
+        self, items: list[tuple[str, bytes]], wrapped: bool
+    ) -> None:
+        """Any variables give the reference's headers, or its error, every time.
+
+        The plan of a set of names is remembered after the first request; the
+        second request, with the same names, takes it.  A wrapped
+        ``SCGIVariables`` maps the same as a plain dictionary.
+        """
+        environ = dict(items)
+        mapping: Mapping[str, bytes] = environ
+        if wrapped:
+            raw = tuple((key.encode("latin-1"), value) for key, value in items)
+            mapping = SCGIVariables(environ, raw)
+        try:
+            expected: object = referenceHeaders(environ)
+        except RemoteProtocolError as error:
+            expected = str(error)
+        for _attempt in range(2):
+            try:
+                outcome: object = request_headers(mapping)
+            except RemoteProtocolError as error:
+                outcome = str(error)
+            self.assertEqual(outcome, expected)
+
+    @settings(derandomize=True, max_examples=300, deadline=None)
+    @given(
+        segments=st.lists(
+            st.text(alphabet="ab%2F0c/é ", max_size=6).map(
+                lambda text: text.encode("utf-8")
+            ),
+            max_size=5,
+        )
+    )
+    def test_segmentsAsReference(self, segments: list[bytes]) -> None:
+        """Any path splits on ``/`` first, then each segment is percent-decoded."""
+        path = b"/" + b"/".join(segments)
+        expected = [unquote_to_bytes(part) for part in path[1:].split(b"/")]
+        self.assertEqual(path_segments(path), expected)
