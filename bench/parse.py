@@ -267,7 +267,7 @@ def measure(
         )
     figures = [[float("inf")] * 3 for _ in runs]
     for _ in range(repeat):
-        for figure, functions in zip(figures, runs):
+        for figure, functions in zip(figures, runs, strict=True):
             for index, function in enumerate(functions):
                 figure[index] = min(figure[index], timed(function, number))
     return [(parse, mapping, both) for parse, mapping, both in figures]
@@ -290,10 +290,9 @@ def main() -> int:
     env = importlib.import_module("scgi_twisted._environ")
     with tempfile.TemporaryDirectory() as where:
         base = load_baseline(args.baseline, where) if args.baseline else None
-        print(
-            "CPU µs per request (best of %d rounds of %d)" % (args.repeat, args.number)
-        )
-        head = f"{'block':10} {'pairs':>5} {'bytes':>5}  {'parser':>7} {'mapping':>7} {'both':>7}"
+        print(f"CPU µs per request (best of {args.repeat} rounds of {args.number})")
+        head = f"{'block':10} {'pairs':>5} {'bytes':>5}  "
+        head += f"{'parser':>7} {'mapping':>7} {'both':>7}"
         if base:
             head += f"  | {'parser':>7} {'mapping':>7} {'both':>7} {'gain':>6}"
             print(f"{'':32}this tree{'':16}| {args.baseline}")
@@ -304,10 +303,12 @@ def main() -> int:
             implementations = [(sansio, env)] + ([base] if base else [])
             figures = measure(implementations, data, args.number, args.repeat)
             parse_us, map_us, both_us = figures[0]
-            line = f"{name:10} {len(pairs):5} {len(data):5}  {parse_us:7.2f} {map_us:7.2f} {both_us:7.2f}"
+            line = f"{name:10} {len(pairs):5} {len(data):5}  "
+            line += f"{parse_us:7.2f} {map_us:7.2f} {both_us:7.2f}"
             if base:
                 base_parse, base_map, base_both = figures[1]
-                line += f"  | {base_parse:7.2f} {base_map:7.2f} {base_both:7.2f} {base_both / both_us:5.2f}x"
+                line += f"  | {base_parse:7.2f} {base_map:7.2f} {base_both:7.2f}"
+                line += f" {base_both / both_us:5.2f}x"
             print(line)
     return 0
 

@@ -320,8 +320,10 @@ used first out)."""
 
 @lru_cache(maxsize=CLIENT_HOSTS_CACHED)
 def _client_host(raw: bytes) -> tuple[int, str]:
-    """Check a ``REMOTE_ADDR`` value: its family and text, or family 0 for a value
-    that is not an IP address."""
+    """Check a ``REMOTE_ADDR`` value.
+
+    :returns: its family and text, or family 0 for a value that is not an IP address.
+    """
     host = raw.decode("latin-1")
     family: int = socket.AF_INET6 if b":" in raw else socket.AF_INET
     try:

@@ -1660,9 +1660,7 @@ def referenceBlock(
     environ: dict[str, bytes] = {}
     for rawName, value in pairs:
         name = rawName.decode("latin-1")
-        if name not in environ:
-            environ[name] = value
-        elif merge_duplicates and name == "HTTP_HOST":
+        if name not in environ or (merge_duplicates and name == "HTTP_HOST"):
             environ[name] = value
         elif merge_duplicates and name.startswith("HTTP_"):
             separator = b"; " if name == "HTTP_COOKIE" else b", "
@@ -1752,7 +1750,7 @@ class LayoutTests(SansIOTestCase):
             self.assertEqual(outcome, expected)
 
     def test_frontendBlocks(self) -> None:
-        """nginx 1.22's repeated names are merged the same, however often they come.
+        """The repeated names of nginx 1.22 merge the same, however often they come.
 
         A repeated HTTP_HOST keeps the last value, repeated cookies join with
         ``; ``, other repeated headers with ``, ``, each at its first place.
