@@ -579,13 +579,10 @@ def encode_response_head(
     if not isinstance(headers, (list, tuple)):  # a tuple of types: faster than a union
         headers = list(headers)  # read twice when a value is refused
     parts = [b"Status: %d %s" % (status, reason)]
-    known = _CHECKED_NAMES
+    written = _written
     dropped = False
     for name, value in headers:
-        keep = known.get(name)
-        if keep is None:
-            keep = _check_name(name)
-        if keep:
+        if written(name):
             parts.append(b"%s: %s" % (name, value))
         else:
             dropped = True
@@ -639,18 +636,17 @@ def _check_values(headers: Iterable[tuple[bytes, bytes]]) -> None:
             raise LocalProtocolError(f"the value of {name!r} holds CR, LF or NUL")
 
 
-_CHECKED_NAMES: dict[bytes, bool] = {}
-"""Response header names already checked: whether each is written (not ``Status``)."""
+RESPONSE_NAMES_CACHED = 1024
+"""How many response header names :func:`_written` remembers (least recently used
+first out)."""
 
 
-def _check_name(name: bytes) -> bool:
-    """Check a response header name, remember it, and say whether it is written.
+@lru_cache(maxsize=RESPONSE_NAMES_CACHED)
+def _written(name: bytes) -> bool:
+    """Check a response header name and say whether it is written (not ``Status``).
 
     :raises LocalProtocolError: if the name is not an HTTP token.
     """
     if not TOKEN.match(name):
         raise LocalProtocolError(f"the header name {name!r} is not a token")
-    keep = name.lower() != b"status"
-    if len(_CHECKED_NAMES) < 1024:
-        _CHECKED_NAMES[name] = keep
-    return keep
+    return name.lower() != b"status"

@@ -1482,6 +1482,19 @@ class EncodeResponseHeadTests(SansIOTestCase):
         )
         self.assertEqual(head, b"Status: 201 Created\r\nLocation: /x\r\n\r\n")
 
+    def test_namesRemembered(self) -> None:
+        """Checked names are remembered within a bound; a bad one is refused always."""
+        cache = _sansio._written
+        self.assertEqual(cache.cache_info().maxsize, _sansio.RESPONSE_NAMES_CACHED)
+        for number in range(_sansio.RESPONSE_NAMES_CACHED + 1):
+            name = b"X-%d" % number
+            head = encode_response_head(200, b"OK", [(name, b"v")])
+            self.assertEqual(head, b"Status: 200 OK\r\n%s: v\r\n\r\n" % name)
+        self.assertEqual(cache.cache_info().currsize, _sansio.RESPONSE_NAMES_CACHED)
+        for _attempt in range(2):
+            with self.assertRaises(LocalProtocolError):
+                encode_response_head(200, b"OK", [(b"X Y", b"v")])
+
 
 # Properties.
 
