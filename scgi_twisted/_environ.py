@@ -213,16 +213,18 @@ def request_headers(environ: Mapping[str, bytes]) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-PLANS_CACHED = 256
+PLANS_CACHED = 128
 """How many plans :func:`_cached_plan` remembers (least recently used first out): one
 per frontend configuration and set of client headers."""
 
-PLAN_CACHED_NAMES = 128
-"""The most variables a remembered plan has; a request with more is planned anew."""
+PLAN_CACHED_NAMES = 100
+"""The most variables a remembered plan has (a frontend sends a few dozen)."""
 
 PLAN_CACHED_SIZE = 4096
-"""The most characters of names a remembered plan has (its memory is bounded by
-:data:`PLANS_CACHED` times this); a request with more is planned anew."""
+"""The most characters of names a remembered plan has.
+
+A request with more variables, or longer names, is planned anew each time, so the
+memory of the plans stays bounded (:data:`PLANS_CACHED` of these at most)."""
 
 
 def _plan(shape: tuple[str, ...]) -> tuple[tuple[bytes, ...], Callable[..., Any]]:

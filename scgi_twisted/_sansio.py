@@ -402,7 +402,7 @@ class SCGIParser:
         # the repeated ones, where SCGI is) is the block's layout: a frontend sends
         # the same names in the same order request after request.
         shape = b"\0".join(names)
-        if len(shape) <= LAYOUT_CACHED_SIZE:
+        if len(shape) <= LAYOUT_CACHED_SIZE and len(names) <= LAYOUT_CACHED_NAMES:
             keys, scgi, merges = _cached_layout(shape, self.merge_duplicates)
         else:
             keys, scgi, merges = _layout(shape, self.merge_duplicates)
@@ -469,16 +469,18 @@ class SCGIParser:
         return BodyReceived(data)
 
 
-LAYOUT_CACHED_SIZE = 4096
-"""The largest run of names (joined by NUL) whose layout is remembered, in bytes.
-
-Real frontends send a few hundred bytes of names; a longer run is laid out anew
-each time, so the memory of :func:`_cached_layout` stays bounded by
-:data:`LAYOUTS_CACHED` times this size."""
-
-LAYOUTS_CACHED = 256
+LAYOUTS_CACHED = 128
 """How many layouts :func:`_cached_layout` remembers (least recently used first
 out): one per frontend configuration and set of client headers."""
+
+LAYOUT_CACHED_NAMES = 100
+"""The most names a remembered layout has (a frontend sends a few dozen)."""
+
+LAYOUT_CACHED_SIZE = 4096
+"""The most bytes of names, joined by NUL, a remembered layout has.
+
+A block with more names, or longer ones, is laid out anew each time, so the memory of
+the layouts stays bounded (:data:`LAYOUTS_CACHED` of these at most)."""
 
 _Merge = tuple[str, tuple[int, ...], bytes | None]
 """A repeated name, the indexes of its values in arrival order, and the separator

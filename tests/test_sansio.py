@@ -1808,20 +1808,33 @@ class LayoutTests(SansIOTestCase):
                         parser.next_event()
                     self.assertEqual(str(caught.exception), SCGIParser.ERR_BAD_SCGI)
 
-    def test_longNamesNotRemembered(self) -> None:
-        """Names longer than the remembered size are laid out anew, with one verdict.
+    def test_largeLayoutsNotRemembered(self) -> None:
+        """Too many names, or too long ones, are laid out anew, with one verdict.
 
-        The memory of layouts stays within its bounds.
+        The memory of layouts stays within its bounds; a frontend's layout, small,
+        is remembered.
         """
         long = b"HTTP_X_" + b"A" * _sansio.LAYOUT_CACHED_SIZE
-        pairs = [(b"CONTENT_LENGTH", b"0"), (long, b"1"), (b"SCGI", b"1")]
-        before = _sansio._cached_layout.cache_info()
-        for _attempt in range(2):
+        many = [(b"HTTP_X_%d" % n, b"v") for n in range(_sansio.LAYOUT_CACHED_NAMES)]
+        cases = [[(long, b"1")], many]
+        for extra in [*cases, *cases]:
+            pairs = [(b"CONTENT_LENGTH", b"0"), *extra, (b"SCGI", b"1")]
+            before = _sansio._cached_layout.cache_info()
             parser = SCGIParser(max_header_size=2 * _sansio.LAYOUT_CACHED_SIZE)
             parser.receive_data(scgiRequest(pairs))
             event = parser.next_event()
             assert isinstance(event, HeadersReceived)
-            self.assertEqual(event.environ[long.decode()], b"1")
-        after = _sansio._cached_layout.cache_info()
-        self.assertEqual((after.hits, after.misses), (before.hits, before.misses))
+            self.assertEqual(event, referenceBlock(headerBlock(pairs)))
+            after = _sansio._cached_layout.cache_info()
+            self.assertEqual((after.hits, after.misses), (before.hits, before.misses))
         self.assertEqual(after.maxsize, _sansio.LAYOUTS_CACHED)
+        _sansio._cached_layout.cache_clear()
+        for expected in [(0, 1), (1, 0)]:
+            before = _sansio._cached_layout.cache_info()
+            parser = SCGIParser()
+            parser.receive_data(scgiRequest([*pairs[:3], (b"SCGI", b"1")]))
+            self.assertIsInstance(parser.next_event(), HeadersReceived)
+            after = _sansio._cached_layout.cache_info()
+            self.assertEqual(
+                (after.hits - before.hits, after.misses - before.misses), expected
+            )
