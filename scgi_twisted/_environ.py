@@ -184,6 +184,8 @@ def request_headers(environ: Mapping[str, bytes]) -> list[tuple[bytes, bytes]]:
     :raises RemoteProtocolError: (400) for a header name that is not an HTTP token, or
         a value holding CR or LF.
     """
+    # A frontend sends the same names in the same order request after request:
+    # which of them are headers, and under which names, is planned once per order.
     shape = tuple(environ)
     try:
         if len(shape) <= PLAN_CACHED_NAMES and len("".join(shape)) <= PLAN_CACHED_SIZE:

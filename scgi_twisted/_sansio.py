@@ -10,8 +10,11 @@ arrives (digits only, no leading zero, no more digits than the header limit allo
 a hostile prefix is refused before anything is buffered. The header block is split once,
 when it is complete, and checked against the specification: NUL-terminated, an even
 number of strings, non-empty names, ``CONTENT_LENGTH`` first and made of ASCII digits,
-``SCGI`` equal to ``1``. Body bytes are handed on as they come and never past
-``CONTENT_LENGTH``; bytes after the body are counted and dropped.
+``SCGI`` equal to ``1``. What depends on the names alone (their text, an empty or
+repeated name, where ``SCGI`` is) is worked out once per run of names and remembered,
+since a frontend sends the same names request after request. Body bytes are handed
+on as they come and never past ``CONTENT_LENGTH``; bytes after the body are counted
+and dropped.
 
 This module imports nothing from Twisted.
 """
