@@ -416,8 +416,11 @@ class SCGIParser:
             environ[key] = separator.join([values[index] for index in indexes])
         if values[scgi] != b"1":
             raise RemoteProtocolError(self.ERR_BAD_SCGI)
-        if len(declared) < 19 and self.max_body_size is None:
-            content_length = int(declared)  # below 10**18: no limit can be passed
+        limit = self.max_body_size
+        if len(declared) < 19:  # below 10**18: int() is quick and cannot overflow
+            content_length = int(declared)
+            if limit is not None and content_length > limit:
+                content_length = self._check_content_length(declared)  # raises
         else:
             content_length = self._check_content_length(declared)
         return HeadersReceived(
