@@ -1821,7 +1821,7 @@ class LayoutTests(SansIOTestCase):
             pairs = [(b"CONTENT_LENGTH", b"0"), *extra, (b"SCGI", b"1")]
             before = _sansio._cached_layout.cache_info()
             parser = SCGIParser(max_header_size=2 * _sansio.LAYOUT_CACHED_SIZE)
-            parser.receive_data(scgiRequest(pairs))
+            parser.receive_data(rawRequest(pairs))
             event = parser.next_event()
             assert isinstance(event, HeadersReceived)
             self.assertEqual(event, referenceBlock(headerBlock(pairs)))
@@ -1832,7 +1832,7 @@ class LayoutTests(SansIOTestCase):
         for expected in [(0, 1), (1, 0)]:
             before = _sansio._cached_layout.cache_info()
             parser = SCGIParser()
-            parser.receive_data(scgiRequest([*pairs[:3], (b"SCGI", b"1")]))
+            parser.receive_data(rawRequest([*pairs[:3], (b"SCGI", b"1")]))
             self.assertIsInstance(parser.next_event(), HeadersReceived)
             after = _sansio._cached_layout.cache_info()
             self.assertEqual(
