@@ -26,6 +26,7 @@ from ._errors import (
     ResponseTimeoutError,
     SCGIError,
 )
+from ._request import SCGIRequest
 from ._sansio import (
     BodyReceived,
     HeadersReceived,
@@ -55,6 +56,7 @@ __all__ = [
     "SCGIConfig",
     "SCGIError",
     "SCGIParser",
+    "SCGIRequest",
     "SCGISite",
     "SCGIVariables",
     "deliverBody",

@@ -29,6 +29,7 @@ from twisted.web.server import Request, Site
 from ._channel import SCGIChannel, SCGIConfig
 from ._descriptors import DescriptorGuard
 from ._internals import siteParsesForms
+from ._request import SCGIRequest
 from ._sansio import DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_VARIABLES
 
 __all__ = ["DEFAULT_SPOOL_THRESHOLD", "DEFAULT_WRITE_TIMEOUT", "SCGISite", "resourceOf"]
@@ -463,7 +464,8 @@ class SCGISite(Site):
 
     :param resource: the root of the resource tree, or an object with a
         ``resource()`` method (a Klein app), as ``--resource`` accepts.
-    :param requestFactory: the request class (default ``twisted.web.server.Request``).
+    :param requestFactory: the request class (default :class:`SCGIRequest`, a
+        ``twisted.web.server.Request`` made for SCGI).
     :param mount: the path prefix the application lives under when the frontend sends
         no usable ``SCRIPT_NAME``/``PATH_INFO`` (stock nginx sends none), such as
         ``"/app"``.
@@ -508,6 +510,7 @@ class SCGISite(Site):
     """
 
     protocol = SCGIChannel  # type: ignore[assignment]
+    requestFactory = SCGIRequest
 
     spool_threshold: int = DEFAULT_SPOOL_THRESHOLD
     _origin: Site | None = None

@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "_internals": 3,
     "_streaming": 3,
     "_channel": 3,
+    "_request": 3,
     "_clientendpoint": 3,
     "_clientprotocol": 3,
     "_client": 3,

@@ -1,0 +1,227 @@
+"""``SCGIRequest``: twisted.web's ``server.Request``, with the paths SCGI allows.
+
+An SCGI response is written by :class:`~scgi_twisted.SCGIChannel` as a CGI response:
+a ``Status:`` line, the headers, the body, then the close.  It is never chunked,
+never kept alive, and its HTTP version is the frontend's.  Whatever the stock
+``Request`` computes for those (the ``Transfer-Encoding: chunked`` decision, which
+the channel undoes) is skipped here, and what cannot change between requests is
+computed once:
+
+* ``Date`` is formatted once per second of the site's clock (``site.reactor``,
+  whose ``seconds()`` is ``time.time()`` on every real reactor), not per request;
+* the ``Server`` value is built once;
+* ``postpath`` is split without unquoting when the path holds no ``%``: unquoting
+  such a segment returns it unchanged;
+* the first ``write`` builds the head without the chunked decision, and later
+  writes go straight to the channel.
+
+Everything a resource can observe (the request's attributes, the response
+headers and their order, every byte written, every callback) is what the stock
+``Request`` gives on the same channel: ``tests/test_request.py`` drives both
+classes through the same requests and compares them.  Any state the lean paths do
+not cover (an encoder, a faked ``HEAD``, a finished or lost request) is handed to
+the stock methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.python.failure import Failure
+from twisted.web import resource as _resource
+from twisted.web.http import NO_BODY_CODES, NO_CONTENT, NOT_MODIFIED
+from twisted.web.http import Request as _HTTPRequest
+from twisted.web.http import datetimeToString, unquote
+from twisted.web.server import Request, version
+
+__all__ = ["SCGIRequest"]
+
+_SERVER = [version]
+"""The ``Server`` value, as the list ``Headers.setRawHeaders`` takes."""
+
+_NO_CONTENT_TYPE = (NOT_MODIFIED, NO_CONTENT)
+"""The codes whose response ``Request.write`` gives no default Content-Type."""
+
+_IEncodingResource: Any = getattr(_resource, "_IEncodingResource", None)
+"""The interface of a resource with an encoder (``EncodingResourceWrapper``)."""
+
+
+def _leanPathsApply() -> bool:
+    """Return whether the stock ``Request`` keeps the state the lean paths share.
+
+    The lean methods share with the stock ones they leave in place (``render``
+    fakes ``HEAD`` through ``_inFakeHead``, ``connectionLost`` sets
+    ``_disconnected``, the encoder lives in ``_encoder``); on a Twisted without
+    them, :class:`SCGIRequest` takes the stock paths throughout.
+    """
+    return (
+        _IEncodingResource is not None
+        and hasattr(Request, "_inFakeHead")
+        and hasattr(Request, "_encoder")
+        and hasattr(_HTTPRequest, "_disconnected")
+        and callable(getattr(Request, "_handleStar", None))
+        and callable(getattr(_HTTPRequest, "_cleanup", None))
+    )
+
+
+_LEAN = _leanPathsApply()
+
+
+class _HTTPDate:
+    """The ``Date`` value for a time, formatted once per second.
+
+    ``datetimeToString`` formats whole seconds, so the value for any time within
+    one second is the same: the last one is kept and reused.
+    """
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        """Start with no second formatted."""
+        self._second = -1
+        self._value = b""
+
+    def __call__(self, now: float) -> bytes:
+        """Return the ``Date`` value for ``now`` (seconds since the epoch)."""
+        second = int(now)
+        if second != self._second or second < 0:
+            self._value = datetimeToString(now)  # type: ignore[no-untyped-call]
+            self._second = second
+        return self._value
+
+
+_httpDate = _HTTPDate()
+
+
+def _now(site: Any) -> float:
+    """Return the time on ``site``'s clock (its reactor), in seconds."""
+    reactor = getattr(site, "reactor", None)
+    if reactor is None:  # pragma: no cover - every twisted.web Site has one
+        import time
+
+        return time.time()
+    return reactor.seconds()  # type: ignore[no-any-return]
+
+
+class SCGIRequest(Request):
+    """A ``twisted.web.server.Request`` made for an SCGI connection.
+
+    :class:`~scgi_twisted.SCGISite` builds one for every request unless it is
+    given another ``requestFactory``.  A resource sees exactly what the stock
+    ``Request`` shows it (its attributes, headers, callbacks and every byte of
+    the response); the work that cannot change the result on an SCGI connection
+    is skipped:
+
+    * ``Date`` comes from the site's clock (``site.reactor.seconds()``, which is
+      ``time.time()`` on every real reactor), formatted once per second;
+    * no chunked decision: an SCGI response is delimited by the close;
+    * no unquoting of a path that holds no ``%``.
+
+    It serves SCGI connections only: over HTTP/1.1 its responses would lack the
+    chunk framing that keeps a connection alive.  Subclass it as you would
+    ``server.Request``; a site whose ``requestFactory`` is a stock ``Request``
+    (or a subclass of it) is served by that class, unchanged.
+    """
+
+    def process(self) -> None:
+        """Find the resource and render it, as ``server.Request.process`` does."""
+        if not _LEAN:  # pragma: no cover - every supported Twisted keeps the state
+            super().process()  # type: ignore[no-untyped-call]
+            return
+        self.site = site = self.channel.site
+        headers = self.responseHeaders
+        headers.setRawHeaders(b"Server", _SERVER)
+        headers.setRawHeaders(b"Date", [_httpDate(_now(site))])
+        path: bytes = self.path
+        self.prepath = []
+        rest = path[1:].split(b"/")
+        self.postpath = list(map(unquote, rest)) if b"%" in path else rest
+        if path == b"*":
+            self._handleStar()  # type: ignore[no-untyped-call]
+            return
+        try:
+            found = site.getResourceFor(self)
+            if _IEncodingResource.providedBy(found):
+                encoder = found.getEncoder(self)
+                if encoder is not None:
+                    self._encoder = encoder
+            self.render(found)  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.processingFailed(Failure())  # type: ignore[no-untyped-call]
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` to the response, as ``server.Request.write`` does."""
+        if (
+            not _LEAN
+            or self.finished
+            or self._disconnected
+            or self._inFakeHead
+            or self._encoder is not None
+        ):
+            super().write(data)  # type: ignore[no-untyped-call]
+            return
+        if not self.startedWriting:
+            self._writeHead()
+            if self.method == b"HEAD" or self.code in NO_BODY_CODES:
+                # As the stock Request: every later write is dropped.
+                self.write = lambda data: None  # type: ignore[method-assign]
+                return
+        self.sentLength += len(data)
+        if data:
+            self.channel.write(data)
+
+    def _writeHead(self) -> None:
+        """Complete the response headers and hand them to the channel.
+
+        The stock ``Request`` does the same, in the same order, and besides
+        decides on chunk framing, which an SCGI channel never uses.
+        """
+        headers = self.responseHeaders
+        code = self.code
+        if (
+            code not in _NO_CONTENT_TYPE
+            and self.defaultContentType is not None
+            and headers.getRawHeaders(b"Content-Type") is None
+        ):
+            length = headers.getRawHeaders(b"Content-Length")
+            if not (length and length[0] == b"0"):
+                headers.setRawHeaders(b"Content-Type", [self.defaultContentType])
+        self.startedWriting = 1
+        if self.lastModified is not None:
+            if headers.hasHeader(b"Last-Modified"):
+                self._log.info(
+                    "Warning: last-modified specified both in"
+                    " header list and lastModified attribute."
+                )
+            else:
+                headers.setRawHeaders(
+                    b"Last-Modified",
+                    [datetimeToString(self.lastModified)],  # type: ignore[no-untyped-call]
+                )
+        if self.etag is not None:
+            headers.setRawHeaders(b"ETag", [self.etag])
+        if self.cookies:
+            headers.setRawHeaders(b"Set-Cookie", self.cookies)
+        self.channel.writeHeaders(
+            self.clientproto, b"%d" % (code,), self.code_message, headers
+        )
+
+    def finish(self) -> None:
+        """End the response, as ``server.Request.finish`` does."""
+        if (
+            not _LEAN
+            or self._disconnected
+            or self.finished
+            or self._encoder is not None
+        ):
+            super().finish()  # type: ignore[no-untyped-call]
+            return
+        if not self.startedWriting:
+            self.write(b"")
+        channel = self.channel
+        factory = getattr(channel, "factory", None)
+        if factory is not None:
+            factory.log(self)
+        self.finished = 1
+        if not self.queued:
+            self._cleanup()  # type: ignore[no-untyped-call]
