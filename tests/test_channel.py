@@ -1953,9 +1953,15 @@ class ContractTests(ChannelTestCase):
         self.assertIs(call["headers"], request.responseHeaders)
 
     def test_chunkedHonoured(self) -> None:
-        """Twisted turns chunking on before writeHeaders and honours it turned off."""
+        """Twisted turns chunking on before writeHeaders and honours it turned off.
+
+        The stock ``Request`` (a site's own ``requestFactory``); ``SCGIRequest``
+        never turns it on (``tests/test_request.py``).
+        """
         pending = Pending()
-        channel, transport = connect(self.recordingSite(pending))
+        site = self.recordingSite(pending)
+        site.requestFactory = Request
+        channel, transport = connect(site)
         assert isinstance(channel, RecordingChannel)
         channel.dataReceived(buildRequest(nginxVariables()))
         (request,) = pending.requests
