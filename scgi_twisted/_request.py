@@ -173,8 +173,9 @@ class SCGIRequest(Request):
     def _writeHead(self) -> None:
         """Complete the response headers and hand them to the channel.
 
-        The stock ``Request`` does the same, in the same order, and besides
-        decides on chunk framing, which an SCGI channel never uses.
+        The stock ``Request`` does the same, in the same order, and besides turns
+        on chunk framing (a ``Transfer-Encoding`` header and ``chunked``), which
+        an SCGI channel turns off before it writes the head.
         """
         headers = self.responseHeaders
         code = self.code
@@ -187,6 +188,15 @@ class SCGIRequest(Request):
             if not (length and length[0] == b"0"):
                 headers.setRawHeaders(b"Content-Type", [self.defaultContentType])
         self.startedWriting = 1
+        if (
+            code not in NO_BODY_CODES
+            and self.method != b"HEAD"
+            and self.clientproto == b"HTTP/1.1"
+            and headers.getRawHeaders(b"Content-Length") is None
+        ):
+            # Where the stock Request turns chunking on, the SCGI channel turns it
+            # off again: the request is left as the channel would leave it.
+            self.chunked = 0
         if self.lastModified is not None:
             if headers.hasHeader(b"Last-Modified"):
                 self._log.info(
