@@ -25,13 +25,14 @@ the stock methods.
 
 from __future__ import annotations
 
+import time
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from twisted.python.failure import Failure
 from twisted.web import resource as _resource
-from twisted.web.http import NO_BODY_CODES, NO_CONTENT, NOT_MODIFIED
+from twisted.web.http import NO_BODY_CODES, NO_CONTENT, NOT_MODIFIED, datetimeToString
 from twisted.web.http import Request as _HTTPRequest
-from twisted.web.http import datetimeToString, unquote
 from twisted.web.server import Request, version
 
 __all__ = ["SCGIRequest"]
@@ -97,8 +98,6 @@ def _now(site: Any) -> float:
     """Return the time on ``site``'s clock (its reactor), in seconds."""
     reactor = getattr(site, "reactor", None)
     if reactor is None:  # pragma: no cover - every twisted.web Site has one
-        import time
-
         return time.time()
     return reactor.seconds()  # type: ignore[no-any-return]
 
@@ -128,14 +127,15 @@ class SCGIRequest(Request):
         if not _LEAN:  # pragma: no cover - every supported Twisted keeps the state
             super().process()  # type: ignore[no-untyped-call]
             return
-        self.site = site = self.channel.site
+        channel: Any = self.channel
+        self.site = site = channel.site
         headers = self.responseHeaders
         headers.setRawHeaders(b"Server", _SERVER)
         headers.setRawHeaders(b"Date", [_httpDate(_now(site))])
         path: bytes = self.path
         self.prepath = []
         rest = path[1:].split(b"/")
-        self.postpath = list(map(unquote, rest)) if b"%" in path else rest
+        self.postpath = list(map(unquote_to_bytes, rest)) if b"%" in path else rest
         if path == b"*":
             self._handleStar()  # type: ignore[no-untyped-call]
             return
@@ -168,7 +168,8 @@ class SCGIRequest(Request):
                 return
         self.sentLength += len(data)
         if data:
-            self.channel.write(data)
+            channel: Any = self.channel
+            channel.write(data)
 
     def _writeHead(self) -> None:
         """Complete the response headers and hand them to the channel.
@@ -212,7 +213,8 @@ class SCGIRequest(Request):
             headers.setRawHeaders(b"ETag", [self.etag])
         if self.cookies:
             headers.setRawHeaders(b"Set-Cookie", self.cookies)
-        self.channel.writeHeaders(
+        channel: Any = self.channel
+        channel.writeHeaders(
             self.clientproto, b"%d" % (code,), self.code_message, headers
         )
 

@@ -510,7 +510,7 @@ class SCGISite(Site):
     """
 
     protocol = SCGIChannel  # type: ignore[assignment]
-    requestFactory = SCGIRequest
+    requestFactory: type[Request] = SCGIRequest
 
     spool_threshold: int = DEFAULT_SPOOL_THRESHOLD
     _origin: Site | None = None

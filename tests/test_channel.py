@@ -1960,7 +1960,7 @@ class ContractTests(ChannelTestCase):
         """
         pending = Pending()
         site = self.recordingSite(pending)
-        site.requestFactory = Request
+        site.requestFactory = cast(Any, Request)
         channel, transport = connect(site)
         assert isinstance(channel, RecordingChannel)
         channel.dataReceived(buildRequest(nginxVariables()))

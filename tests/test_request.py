@@ -26,12 +26,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web import http, server
+from twisted.web import server
 from twisted.web.http import datetimeToString, stringToDatetime
 from twisted.web.http_headers import Headers
 from twisted.web.resource import EncodingResourceWrapper, IResource, Resource
@@ -586,9 +586,9 @@ class DifferentialTests(SynchronousTestCase):
             # one thing a subclass cannot share; the lengths follow from it.
             raw = re.sub(rb"Content-Length: \d+", b"Content-Length: <n>", raw)
             events = [(name, _redact(value, None, True)) for name, value in events]
-        logged = [
-            type(e).__name__ for e in self.flushLoggedErrors()  # type: ignore[no-untyped-call]
-        ] + [str(w.message) for w in caught]
+        logged = [type(e).__name__ for e in self.flushLoggedErrors()] + [
+            str(w.message) for w in caught
+        ]
         return Run(raw, events, pending.finished, date, logged)
 
     def test_cases(self) -> None:
@@ -614,7 +614,9 @@ class DifferentialTests(SynchronousTestCase):
             for what in ("raw", "events", "finished", "logged"):
                 want, got = getattr(stock, what), getattr(lean, what)
                 if want != got:
-                    problems.append(f"{case.label}: {what}\n  stock {want!r}\n  lean  {got!r}")
+                    problems.append(
+                        f"{case.label}: {what}\n  stock {want!r}\n  lean  {got!r}"
+                    )
         self.assertEqual(problems, [], "\n".join(problems))
 
     def test_casesExercised(self) -> None:
@@ -626,9 +628,7 @@ class DifferentialTests(SynchronousTestCase):
         """
         byLabel = {case.label: case for case in CASES}
         push = self.runCase(byLabel["push producer"], SCGIRequest)
-        self.assertEqual(
-            [name for name, _ in push.events].count("push-write"), 3
-        )
+        self.assertEqual([name for name, _ in push.events].count("push-write"), 3)
         self.assertTrue(push.finished)
         self.assertEqual(push.raw.count(b"p" * 4000), 3)
         pull = self.runCase(byLabel["pull producer"], SCGIRequest)
@@ -653,7 +653,9 @@ class DifferentialTests(SynchronousTestCase):
 
     def test_sameAttributes(self) -> None:
         """A request of either class has the same attributes once finished."""
-        case = next(c for c in CASES if c.label == "twin: query repeated and empty keys")
+        case = next(
+            c for c in CASES if c.label == "twin: query repeated and empty keys"
+        )
         stock = self.runCase(case, Request)
         lean = self.runCase(case, SCGIRequest)
         stockAfter = dict(stock.events)["after"]
@@ -688,8 +690,153 @@ def _redact(value: object, boundary: bytes | None, lengths: bool = False) -> obj
         return items if isinstance(value, list) else tuple(items)
     if isinstance(value, dict):
         return {
-            key: "<n>" if lengths and key == "sentLength" else
-            _redact(item, boundary, lengths)
+            key: "<n>"
+            if lengths and key == "sentLength"
+            else _redact(item, boundary, lengths)
             for key, item in value.items()
         }
     return value
+
+
+class Hello(Resource):
+    """``Hello, world!`` with its own Content-Type, as the benchmark's /hello."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        """Answer the greeting."""
+        request.setHeader(b"Content-Type", b"text/plain")
+        return b"Hello, world!"
+
+
+class StockSubclass(Request):
+    """A site's own stock ``Request`` subclass: it counts its ``process`` calls."""
+
+    processed = 0
+
+    def process(self) -> None:
+        """Count, then process as the stock ``Request`` does."""
+        StockSubclass.processed += 1
+        super().process()
+
+
+class FactoryTests(SynchronousTestCase):
+    """Which class serves a site's requests, and how ``SCGIRequest`` dates them."""
+
+    def serve(self, site: SCGISite | Site, clock: Clock) -> tuple[Request, bytes]:
+        """Send ``GET /hello``; return the request that served it and the bytes."""
+        seen: list[Request] = []
+        original = site.requestFactory
+
+        def factory(channel: object) -> Request:
+            request: Request = original(channel)
+            seen.append(request)
+            return request
+
+        client = SCGITestClient(site, clock=clock)
+        client.site.requestFactory = cast(Any, factory)
+        response = client.get("/hello")
+        (request,) = seen
+        return request, response.raw
+
+    def test_default(self) -> None:
+        """``SCGISite`` builds an ``SCGIRequest``, a public ``server.Request``."""
+        self.assertIs(SCGISite.requestFactory, SCGIRequest)
+        self.assertTrue(issubclass(SCGIRequest, server.Request))
+        root = Resource()
+        root.putChild(b"hello", Hello())
+        request, raw = self.serve(SCGISite(root), Clock())
+        self.assertIs(type(request), SCGIRequest)
+        self.assertTrue(raw.endswith(b"\r\n\r\nHello, world!"), raw)
+
+    def test_stockSubclass(self) -> None:
+        """A site's own stock subclass serves its requests through the stock path.
+
+        Its ``process`` runs (the count moves), its ``write`` and ``finish`` are
+        the stock ones, and the response is complete.
+        """
+        root = Resource()
+        root.putChild(b"hello", Hello())
+        before = StockSubclass.processed
+        request, raw = self.serve(SCGISite(root, requestFactory=StockSubclass), Clock())
+        self.assertIs(type(request), StockSubclass)
+        self.assertNotIsInstance(request, SCGIRequest)
+        self.assertEqual(StockSubclass.processed, before + 1)
+        self.assertIs(type(request).write, server.Request.write)
+        self.assertIs(type(request).finish, server.Request.finish)
+        self.assertTrue(raw.startswith(b"Status: 200 OK\r\n"), raw)
+        self.assertTrue(raw.endswith(b"\r\n\r\nHello, world!"), raw)
+
+    def test_sharedSiteKeepsItsFactory(self) -> None:
+        """``SCGISite.sharing`` a plain ``Site`` keeps that site's stock ``Request``."""
+        root = Resource()
+        root.putChild(b"hello", Hello())
+        shared = SCGISite.sharing(Site(root))
+        self.assertIs(shared.requestFactory, Request)
+        request, raw = self.serve(shared, Clock())
+        self.assertIs(type(request), Request)
+        self.assertTrue(raw.endswith(b"Hello, world!"))
+
+    def test_noChunking(self) -> None:
+        """``SCGIRequest`` never turns chunking on: no header, ``chunked`` stays 0.
+
+        A streamed ``HTTP/1.1`` response without a length: the stock ``Request``
+        would set ``Transfer-Encoding: chunked`` for the channel to remove.
+        """
+        heads: list[list[tuple[bytes, list[bytes]]]] = []
+        chunked: list[int] = []
+
+        class Streamed(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Request) -> object:
+                original = request.channel.writeHeaders
+
+                def writeHeaders(*args: Any) -> None:
+                    heads.append([(k, list(v)) for k, v in args[3].getAllRawHeaders()])
+                    chunked.append(request.chunked)
+                    original(*args)
+
+                channel: Any = request.channel
+                channel.writeHeaders = writeHeaders
+                request.write(b"a")
+                request.write(b"b")
+                request.finish()
+                return NOT_DONE_YET
+
+        response = SCGITestClient(Streamed()).get("/")
+        self.assertEqual(response.body, b"ab")
+        self.assertEqual(chunked, [0])
+        (head,) = heads
+        self.assertNotIn(b"Transfer-Encoding", dict(head))
+
+    def test_dateFromTheSiteClock(self) -> None:
+        """``Date`` is the site clock's second, formatted once per second.
+
+        Within a second the same value object is reused; the next second gives
+        the next value.  A stock site on the same clock still reads the wall clock
+        (twisted.web itself is not changed).
+        """
+        clock = Clock()
+        clock.advance(1_000_000_000.1)
+        root = Resource()
+        root.putChild(b"hello", Hello())
+        site = SCGISite(root, reactor=clock)
+        dates: list[bytes] = []
+        for step in (0, 0.5, 0.3, 0.2):
+            clock.advance(step)
+            request, raw = self.serve(site, clock)
+            value = request.responseHeaders.getRawHeaders(b"Date")
+            assert value is not None
+            dates.append(value[0])
+            self.assertIn(b"\r\nDate: " + value[0] + b"\r\n", raw)
+        first = datetimeToString(1_000_000_000)
+        second = datetimeToString(1_000_000_001)
+        self.assertEqual(dates, [first, first, first, second])
+        self.assertIs(dates[0], dates[2])
+        stock, _ = self.serve(
+            SCGISite(root, reactor=clock, requestFactory=Request), clock
+        )
+        stockDate = stock.responseHeaders.getRawHeaders(b"Date")
+        assert stockDate is not None
+        self.assertGreater(stringToDatetime(stockDate[0]), 1_700_000_000)
