@@ -31,8 +31,15 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.python.failure import Failure
 from twisted.web import resource as _resource
-from twisted.web.http import NO_BODY_CODES, NO_CONTENT, NOT_MODIFIED, datetimeToString
+from twisted.web.http import (
+    NO_BODY_CODES,
+    NO_CONTENT,
+    NOT_MODIFIED,
+    datetimeToString,
+    parse_qs,
+)
 from twisted.web.http import Request as _HTTPRequest
+from twisted.web.http_headers import Headers
 from twisted.web.server import Request, version
 
 __all__ = ["SCGIRequest"]
@@ -66,6 +73,52 @@ def _leanPathsApply() -> bool:
 
 
 _LEAN = _leanPathsApply()
+
+_INIT_ATTRIBUTES = [
+    "notifications",
+    "channel",
+    "client",
+    "host",
+    "requestHeaders",
+    "received_cookies",
+    "responseHeaders",
+    "cookies",
+    "transport",
+    "queued",
+    "_parsePOSTFormSubmission",
+    "_adapterCache",
+]
+"""The attributes ``server.Request.__init__`` sets, in its order."""
+
+
+class _ProbeChannel:
+    """The least a channel offers ``Request.__init__``: for :func:`_leanInitApplies`."""
+
+    transport = None
+
+    def __init__(self) -> None:
+        """A site that parses form bodies."""
+        self.site = self
+        self._parsePOSTFormSubmission = True
+
+    def getPeer(self) -> None:
+        """No peer."""
+
+    def getHost(self) -> None:
+        """No host."""
+
+
+def _leanInitApplies() -> bool:
+    """Return whether ``server.Request.__init__`` sets exactly :data:`_INIT_ATTRIBUTES`.
+
+    :class:`SCGIRequest` sets the same attributes in one step; on a Twisted whose
+    ``Request`` sets others, it calls the stock ``__init__``.
+    """
+    try:
+        probe = Request(_ProbeChannel())  # type: ignore[no-untyped-call]
+    except Exception:  # pragma: no cover - a Twisted whose __init__ differs
+        return False
+    return _LEAN and list(vars(probe)) == _INIT_ATTRIBUTES
 
 
 class _HTTPDate:
@@ -102,6 +155,9 @@ def _now(site: Any) -> float:
     return reactor.seconds()  # type: ignore[no-any-return]
 
 
+_LEAN_INIT = _leanInitApplies()
+
+
 class SCGIRequest(Request):
     """A ``twisted.web.server.Request`` made for an SCGI connection.
 
@@ -121,6 +177,60 @@ class SCGIRequest(Request):
     ``server.Request``; a site whose ``requestFactory`` is a stock ``Request``
     (or a subclass of it) is served by that class, unchanged.
     """
+
+    def __init__(
+        self,
+        channel: Any,
+        *args: Any,
+        parsePOSTFormSubmission: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Set up the request for ``channel``, as ``server.Request`` does."""
+        if args or kwargs or not _LEAN_INIT:
+            super().__init__(  # type: ignore[no-untyped-call]
+                channel,
+                *args,
+                parsePOSTFormSubmission=parsePOSTFormSubmission,
+                **kwargs,
+            )
+            return
+        if parsePOSTFormSubmission is None:
+            parsePOSTFormSubmission = channel.site._parsePOSTFormSubmission
+        # The attributes of _INIT_ATTRIBUTES, in that order.
+        self.notifications = []
+        self.channel = channel
+        self.client = channel.getPeer()
+        self.host = channel.getHost()
+        self.requestHeaders = Headers()
+        self.received_cookies = {}
+        self.responseHeaders = Headers()
+        self.cookies = []
+        self.transport = channel.transport
+        self.queued = False
+        self._parsePOSTFormSubmission = parsePOSTFormSubmission
+        self._adapterCache = {}
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """The request is complete: process it, as ``http.Request`` does.
+
+        A ``POST`` (whose body may be a form to parse) takes the stock path.
+        """
+        if not _LEAN or command == b"POST":
+            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
+            return
+        content: Any = self.content
+        content.tell()
+        content.seek(0, 0)
+        self.args = {}
+        self.method, self.uri = command, path
+        self.clientproto = version
+        parts = path.split(b"?", 1)
+        if len(parts) == 1:
+            self.path = path
+        else:
+            self.path, query = parts
+            self.args = parse_qs(query, 1)  # type: ignore[no-untyped-call]
+        self.process()
 
     def process(self) -> None:
         """Find the resource and render it, as ``server.Request.process`` does."""

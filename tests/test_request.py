@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
+from unittest import SkipTest
 
 from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.task import Clock
@@ -38,7 +39,8 @@ from twisted.web.resource import EncodingResourceWrapper, IResource, Resource
 from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Request, Site
 from zope.interface import implementer
 
-from scgi_twisted import SCGIRequest, SCGISite
+import twisted
+from scgi_twisted import SCGIRequest, SCGISite, _request
 from scgi_twisted.testing import PendingResponse, SCGITestClient
 
 from ._twin import CORPUS, TwinRequest, resolve
@@ -48,6 +50,9 @@ T0 = 1_700_000_000.25
 """The time on the site's clock when a case starts."""
 
 HOST = "twin.test:80"
+
+CHECKED_TWISTED = ("26.10.0",)
+"""The Twisted releases whose ``Request`` the lean paths were checked against."""
 
 Events = list[tuple[str, Any]]
 
@@ -75,8 +80,13 @@ def describe(value: object) -> object:
 
 
 def snapshot(request: Request) -> dict[str, object]:
-    """Describe every attribute of ``request`` (its ``__dict__``), by value."""
-    return {name: describe(value) for name, value in sorted(vars(request).items())}
+    """Describe every attribute of ``request`` (its ``__dict__``), by value.
+
+    The order in which the attributes were set is kept too, under ``<order>``.
+    """
+    described = {name: describe(value) for name, value in vars(request).items()}
+    described["<order>"] = list(vars(request))
+    return described
 
 
 class Recorder:
@@ -618,6 +628,34 @@ class DifferentialTests(SynchronousTestCase):
                         f"{case.label}: {what}\n  stock {want!r}\n  lean  {got!r}"
                     )
         self.assertEqual(problems, [], "\n".join(problems))
+
+    def test_stockFallback(self) -> None:
+        """Where Twisted's ``Request`` keeps other state, the stock paths serve.
+
+        With the lean paths turned off (as :mod:`scgi_twisted._request` does when
+        its probes fail), a few cases still give what the stock ``Request`` gives.
+        """
+        self.patch(_request, "_LEAN", False)
+        self.patch(_request, "_LEAN_INIT", False)
+        labels = {"late writes", "HEAD with a body", "gzip stream", "OPTIONS *"}
+        for case in CASES:
+            if case.label in labels or case.label == "twin: urlencoded form":
+                stock = self.runCase(case, Request)
+                lean = self.runCase(case, SCGIRequest)
+                self.assertEqual(stock.raw, lean.raw, case.label)
+                self.assertEqual(stock.events, lean.events, case.label)
+
+    def test_leanPathsApply(self) -> None:
+        """On the Twisted this was checked against, the lean paths are taken.
+
+        The probes of :mod:`scgi_twisted._request` find the state they share with
+        the stock methods; on another Twisted the differential test above is what
+        proves the result (lean or stock) the same.
+        """
+        if twisted.__version__ not in CHECKED_TWISTED:
+            raise SkipTest(f"the lean paths were checked on {CHECKED_TWISTED}")
+        self.assertTrue(_request._LEAN)
+        self.assertTrue(_request._LEAN_INIT)
 
     def test_casesExercised(self) -> None:
         """The cases reach what they are about: the comparison is not vacuous.
