@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from twisted.python.failure import Failure
-from twisted.web import resource as _resource
 from twisted.web.http import (
     NO_BODY_CODES,
     NO_CONTENT,
@@ -38,9 +37,17 @@ from twisted.web.http import (
     datetimeToString,
     parse_qs,
 )
-from twisted.web.http import Request as _HTTPRequest
-from twisted.web.http_headers import Headers
 from twisted.web.server import Request, version
+
+from ._internals import (
+    REQUEST_STATE,
+    answerStar,
+    applyEncoder,
+    cleanUpRequest,
+    initRequest,
+    leanRequest,
+    logRequestInfo,
+)
 
 __all__ = ["SCGIRequest"]
 
@@ -50,75 +57,9 @@ _SERVER = [version]
 _NO_CONTENT_TYPE = (NOT_MODIFIED, NO_CONTENT)
 """The codes whose response ``Request.write`` gives no default Content-Type."""
 
-_IEncodingResource: Any = getattr(_resource, "_IEncodingResource", None)
-"""The interface of a resource with an encoder (``EncodingResourceWrapper``)."""
-
-
-def _leanPathsApply() -> bool:
-    """Return whether the stock ``Request`` keeps the state the lean paths share.
-
-    The lean methods share with the stock ones they leave in place (``render``
-    fakes ``HEAD`` through ``_inFakeHead``, ``connectionLost`` sets
-    ``_disconnected``, the encoder lives in ``_encoder``); on a Twisted without
-    them, :class:`SCGIRequest` takes the stock paths throughout.
-    """
-    return (
-        _IEncodingResource is not None
-        and hasattr(Request, "_inFakeHead")
-        and hasattr(Request, "_encoder")
-        and hasattr(_HTTPRequest, "_disconnected")
-        and callable(getattr(Request, "_handleStar", None))
-        and callable(getattr(_HTTPRequest, "_cleanup", None))
-    )
-
-
-_LEAN = _leanPathsApply()
-
-_INIT_ATTRIBUTES = [
-    "notifications",
-    "channel",
-    "client",
-    "host",
-    "requestHeaders",
-    "received_cookies",
-    "responseHeaders",
-    "cookies",
-    "transport",
-    "queued",
-    "_parsePOSTFormSubmission",
-    "_adapterCache",
-]
-"""The attributes ``server.Request.__init__`` sets, in its order."""
-
-
-class _ProbeChannel:
-    """The least a channel offers ``Request.__init__``: for :func:`_leanInitApplies`."""
-
-    transport = None
-
-    def __init__(self) -> None:
-        """A site that parses form bodies."""
-        self.site = self
-        self._parsePOSTFormSubmission = True
-
-    def getPeer(self) -> None:
-        """No peer."""
-
-    def getHost(self) -> None:
-        """No host."""
-
-
-def _leanInitApplies() -> bool:
-    """Return whether ``server.Request.__init__`` sets exactly :data:`_INIT_ATTRIBUTES`.
-
-    :class:`SCGIRequest` sets the same attributes in one step; on a Twisted whose
-    ``Request`` sets others, it calls the stock ``__init__``.
-    """
-    try:
-        probe = Request(_ProbeChannel())  # type: ignore[no-untyped-call]
-    except Exception:  # pragma: no cover - a Twisted whose __init__ differs
-        return False
-    return _LEAN and list(vars(probe)) == _INIT_ATTRIBUTES
+_LEAN = REQUEST_STATE
+"""Whether the lean paths are taken: they share ``server.Request``'s private state,
+through ``_internals``, and are left for the stock ones when it is not there."""
 
 
 class _HTTPDate:
@@ -155,9 +96,6 @@ def _now(site: Any) -> float:
     return reactor.seconds()  # type: ignore[no-any-return]
 
 
-_LEAN_INIT = _leanInitApplies()
-
-
 class SCGIRequest(Request):
     """A ``twisted.web.server.Request`` made for an SCGI connection.
 
@@ -186,7 +124,7 @@ class SCGIRequest(Request):
         **kwargs: Any,
     ) -> None:
         """Set up the request for ``channel``, as ``server.Request`` does."""
-        if args or kwargs or not _LEAN_INIT:
+        if args or kwargs or not _LEAN:
             super().__init__(  # type: ignore[no-untyped-call]
                 channel,
                 *args,
@@ -194,21 +132,7 @@ class SCGIRequest(Request):
                 **kwargs,
             )
             return
-        if parsePOSTFormSubmission is None:
-            parsePOSTFormSubmission = channel.site._parsePOSTFormSubmission
-        # The attributes of _INIT_ATTRIBUTES, in that order.
-        self.notifications = []
-        self.channel = channel
-        self.client = channel.getPeer()
-        self.host = channel.getHost()
-        self.requestHeaders = Headers()
-        self.received_cookies = {}
-        self.responseHeaders = Headers()
-        self.cookies = []
-        self.transport = channel.transport
-        self.queued = False
-        self._parsePOSTFormSubmission = parsePOSTFormSubmission
-        self._adapterCache = {}
+        initRequest(self, channel, parsePOSTFormSubmission)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The request is complete: process it, as ``http.Request`` does.
@@ -247,27 +171,18 @@ class SCGIRequest(Request):
         rest = path[1:].split(b"/")
         self.postpath = list(map(unquote_to_bytes, rest)) if b"%" in path else rest
         if path == b"*":
-            self._handleStar()  # type: ignore[no-untyped-call]
+            answerStar(self)
             return
         try:
             found = site.getResourceFor(self)
-            if _IEncodingResource.providedBy(found):
-                encoder = found.getEncoder(self)
-                if encoder is not None:
-                    self._encoder = encoder
+            applyEncoder(self, found)
             self.render(found)  # type: ignore[no-untyped-call]
         except BaseException:
             self.processingFailed(Failure())  # type: ignore[no-untyped-call]
 
     def write(self, data: bytes) -> None:
         """Write ``data`` to the response, as ``server.Request.write`` does."""
-        if (
-            not _LEAN
-            or self.finished
-            or self._disconnected
-            or self._inFakeHead
-            or self._encoder is not None
-        ):
+        if not _LEAN or self.finished or not leanRequest(self):
             super().write(data)  # type: ignore[no-untyped-call]
             return
         if not self.startedWriting:
@@ -310,9 +225,10 @@ class SCGIRequest(Request):
             self.chunked = 0
         if self.lastModified is not None:
             if headers.hasHeader(b"Last-Modified"):
-                self._log.info(
+                logRequestInfo(
+                    self,
                     "Warning: last-modified specified both in"
-                    " header list and lastModified attribute."
+                    " header list and lastModified attribute.",
                 )
             else:
                 headers.setRawHeaders(
@@ -330,12 +246,7 @@ class SCGIRequest(Request):
 
     def finish(self) -> None:
         """End the response, as ``server.Request.finish`` does."""
-        if (
-            not _LEAN
-            or self._disconnected
-            or self.finished
-            or self._encoder is not None
-        ):
+        if not _LEAN or self.finished or not leanRequest(self):
             super().finish()  # type: ignore[no-untyped-call]
             return
         if not self.startedWriting:
@@ -346,4 +257,4 @@ class SCGIRequest(Request):
             factory.log(self)
         self.finished = 1
         if not self.queued:
-            self._cleanup()  # type: ignore[no-untyped-call]
+            cleanUpRequest(self)

@@ -95,6 +95,7 @@ class PrivatePathsTests(SynchronousTestCase):
             "SHUTDOWN_FLAG",
             "OPEN_LOG_FILE_HOOK",
             "PRIVATE_ENDPOINTS",
+            "REQUEST_STATE",
         ):
             self.assertIs(getattr(_internals, name), True, name)
         self.assertEqual(len(CHECKED_VERSIONS), 2)
