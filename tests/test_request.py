@@ -51,7 +51,7 @@ T0 = 1_700_000_000.25
 
 HOST = "twin.test:80"
 
-CHECKED_TWISTED = ("26.10.0",)
+CHECKED_TWISTED = ("25.5.0", "26.10.0")
 """The Twisted releases whose ``Request`` the lean paths were checked against."""
 
 Events = list[tuple[str, Any]]
