@@ -49,6 +49,7 @@ __all__ = [
     "portFromListeningDescriptor",
     "receiveRequest",
     "serverEndpointAddress",
+    "shareRequestLogger",
     "siteParsesForms",
     "unixServerEndpointPath",
 ]
@@ -609,3 +610,37 @@ def logRequestInfo(request: Any, message: str) -> None:
     Private name: ``Request._log``.
     """
     request._log.info(message)
+
+
+class _RequestLogger(Logger):
+    """A class's logger that keeps ``server.Request``'s namespace in subclasses.
+
+    A plain ``Logger`` class attribute names its events after the class it is read
+    through, so a subclass's events would be ``scgi_twisted._request.SCGIRequest``
+    where the stock ``Request`` logs ``twisted.web.server.Request``.
+    """
+
+    def __get__(self, instance: object, owner: type | None = None) -> Logger:
+        """Return a logger with this namespace, whose source is the request."""
+        source: Any = owner if instance is None else instance
+        return Logger(self.namespace, source, observer=self.observer)
+
+
+def shareRequestLogger(cls: type) -> None:
+    """Make ``cls`` (a ``server.Request`` subclass) log as the stock ``Request``.
+
+    Private name: ``Request._log``, the logger ``render``, ``processingFailed``
+    and ``write`` log with.
+
+    Why: a subclass of ``server.Request`` logs under its own class's name, and an
+    observer filtering on ``twisted.web.server.Request`` would miss its events.
+
+    Fallback: without :data:`REQUEST_STATE`, nothing is set; the events then carry
+    the subclass's name.
+
+    Upstream: none needed; a subclass may choose its own namespace.
+    """
+    if REQUEST_STATE:
+        cls._log = _RequestLogger(  # type: ignore[attr-defined]
+            f"{_server.Request.__module__}.{_server.Request.__name__}"
+        )

@@ -47,6 +47,7 @@ from ._internals import (
     initRequest,
     leanRequest,
     logRequestInfo,
+    shareRequestLogger,
 )
 
 __all__ = ["SCGIRequest"]
@@ -258,3 +259,6 @@ class SCGIRequest(Request):
         self.finished = 1
         if not self.queued:
             cleanUpRequest(self)
+
+
+shareRequestLogger(SCGIRequest)

@@ -31,6 +31,7 @@ from unittest import SkipTest
 
 from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import server
 from twisted.web.http import datetimeToString, stringToDatetime
@@ -524,6 +525,7 @@ class Run:
     finished: bool
     date: bytes | None
     logged: list[str]
+    log: list[tuple[str, str, str]]
 
 
 _DATE = re.compile(rb"\r\nDate: ([^\r]*)\r\n")
@@ -561,6 +563,20 @@ class DifferentialTests(SynchronousTestCase):
             holder.putChild(b"x", inner)
             root = holder
         client = SCGITestClient(root, clock=clock, requestFactory=factory)
+        log: list[tuple[str, str, str]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            level = event.get("log_level")
+            log.append(
+                (
+                    str(event.get("log_namespace")),
+                    getattr(level, "name", str(level)),
+                    str(event.get("log_format")),
+                )
+            )
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             pending: PendingResponse = client.start(
@@ -578,6 +594,7 @@ class DifferentialTests(SynchronousTestCase):
                     clock.advance(step)
         for session in list(client.site.sessions.values()):
             session.expire()
+        globalLogPublisher.removeObserver(observe)
         raw = pending.raw
         match = _DATE.search(raw)
         date = match.group(1) if match else None
@@ -599,10 +616,12 @@ class DifferentialTests(SynchronousTestCase):
         logged = [type(e).__name__ for e in self.flushLoggedErrors()] + [
             str(w.message) for w in caught
         ]
-        return Run(raw, events, pending.finished, date, logged)
+        return Run(raw, events, pending.finished, date, logged, log)
 
     def test_cases(self) -> None:
-        """Every case: the same bytes, events, end and logged errors both ways.
+        """Every case: the same bytes, events, end, log events and errors both ways.
+
+        Log events are compared by namespace, level and format.
 
         The ``Date`` of the stock run is the wall clock's at the time, and the
         ``SCGIRequest`` one is the site clock's.
@@ -621,7 +640,7 @@ class DifferentialTests(SynchronousTestCase):
                     problems.append(f"{case.label}: SCGIRequest Date {lean.date!r}")
             elif lean.date is not None:
                 problems.append(f"{case.label}: a Date only from SCGIRequest")
-            for what in ("raw", "events", "finished", "logged"):
+            for what in ("raw", "events", "finished", "logged", "log"):
                 want, got = getattr(stock, what), getattr(lean, what)
                 if want != got:
                     problems.append(
@@ -648,8 +667,8 @@ class DifferentialTests(SynchronousTestCase):
         """On the Twisted this was checked against, the lean paths are taken.
 
         The probe of ``_internals`` (``REQUEST_STATE``) finds the state the lean
-        paths share with the stock methods; on another Twisted the differential test above is what
-        proves the result (lean or stock) the same.
+        paths share with the stock methods; on another Twisted the differential
+        test above is what proves the result (lean or stock) the same.
         """
         if twisted.__version__ not in CHECKED_TWISTED:
             raise SkipTest(f"the lean paths were checked on {CHECKED_TWISTED}")
