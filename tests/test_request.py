@@ -31,14 +31,14 @@ from unittest import SkipTest
 
 from twisted.internet.interfaces import IPullProducer, IPushProducer
 from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import server
 from twisted.web.http import datetimeToString, stringToDatetime
 from twisted.web.http_headers import Headers
 from twisted.web.resource import EncodingResourceWrapper, IResource, Resource
 from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Request, Site
-from zope.interface import implementer
+from zope.interface import implementer, provider
 
 import twisted
 from scgi_twisted import SCGIRequest, SCGISite, _request
@@ -565,7 +565,8 @@ class DifferentialTests(SynchronousTestCase):
         client = SCGITestClient(root, clock=clock, requestFactory=factory)
         log: list[tuple[str, str, str]] = []
 
-        def observe(event: dict[str, Any]) -> None:
+        @provider(ILogObserver)
+        def observe(event: LogEvent) -> None:
             level = event.get("log_level")
             log.append(
                 (
