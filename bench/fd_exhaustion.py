@@ -204,8 +204,13 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         cpu = cpuSeconds(server.pid) - cpuBefore
         time.sleep(0.5)
         after = asyncio.run(burst(target, 20, 10))
-        time.sleep(0.5)
+        # The last connections close once their answers are flushed: on a loaded
+        # machine that can take a while, so wait (up to 10 s) for the level to return.
+        settle = time.monotonic() + 10
         fdsAfter = openDescriptors(server.pid)
+        while fdsAfter > fdsBefore and time.monotonic() < settle:
+            time.sleep(0.1)
+            fdsAfter = openDescriptors(server.pid)
         lines = log.read_text(errors="replace").splitlines()[linesBefore:]
     finally:
         server.send_signal(signal.SIGTERM)
