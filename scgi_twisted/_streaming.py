@@ -21,17 +21,13 @@ The resource may answer before the body is complete (a 413 or 403 after the firs
 chunk); the connection then reads and drops the rest of the body before it closes, so
 the frontend reads the answer rather than a reset.
 
-This module holds the interface and the flow-control object; the channel does the
-delivery.
+This module holds the interface and its error; the delivery is
+:class:`~scgi_twisted._upload.StreamedUpload`, itself the producer.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from twisted.internet.interfaces import IPushProducer
 from twisted.web.resource import IResource
-from zope.interface import implementer
 
 __all__ = ["IStreamingUploadResource", "NotStreamingError"]
 
@@ -49,40 +45,3 @@ class IStreamingUploadResource(IResource):
 
 class NotStreamingError(RuntimeError):
     """``deliverBody`` was called for a request whose body is not streamed."""
-
-
-class _BodySource(Protocol):
-    """What the producer controls: the channel's body delivery."""
-
-    def _pauseBody(self) -> None: ...
-
-    def _resumeBody(self) -> None: ...
-
-    def _stopBody(self) -> None: ...
-
-
-@implementer(IPushProducer)
-class BodyProducer:
-    """Flow control for a streamed body: pausing it pauses the connection."""
-
-    def __init__(self, source: _BodySource) -> None:
-        """Control the body delivery of ``source``.
-
-        :param source: the channel delivering the body.
-        """
-        self._source = source
-
-    def pauseProducing(self) -> None:
-        """Stop reading the body until ``resumeProducing``."""
-        self._source._pauseBody()
-
-    def resumeProducing(self) -> None:
-        """Read the body again."""
-        self._source._resumeBody()
-
-    def stopProducing(self) -> None:
-        """Deliver no more of the body; the rest is read and dropped.
-
-        The protocol's ``connectionLost`` is called at once, with a failure.
-        """
-        self._source._stopBody()

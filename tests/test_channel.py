@@ -44,10 +44,10 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from scgi_twisted import SCGIChannel, SCGISite, SCGIVariables, getSCGIVariables
+from scgi_twisted._bodies import POOLED_BODY_MIN, BodyBuffer, PooledBody
 from scgi_twisted._internals import _cannotBeForm
 from scgi_twisted._internals import addRawHeaders as _addHeaders
 from scgi_twisted._sansio import SCGIParser
-from scgi_twisted._site import POOLED_BODY_MIN, BodyBuffer, PooledBody
 
 from .support.apps import Recorder, Seen, WebRequest
 from .support.memory import (

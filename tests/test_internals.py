@@ -449,29 +449,12 @@ SEAM = "_internals"
 
 OUR_PRIVATE_NAMES = frozenset(
     {
-        # channel, site and producers (issue 15 takes these apart)
-        "_tracker",
-        "_admitted",
-        "_shutDown",
-        "_cachedResource",
-        "_applyMount",
-        "_streamingBody",
-        "_deliverBodyTo",
-        "_writeQueue",
-        "_writeProgressed",
-        "_writeStalled",
-        "_queueDrained",
+        # the site's own parts
         "_ports",
         "_notePort",
         "_accepting",
         "_resumeAccepting",
         "_origin",
-        "_channelOpened",
-        "_channelClosed",
-        # the upload producer and its source
-        "_pauseBody",
-        "_resumeBody",
-        "_stopBody",
         # the supervisor and its workers
         "_workerReady",
         "_workerEnded",

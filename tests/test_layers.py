@@ -1,4 +1,4 @@
-"""The package's layers: every import goes down, and there is no import cycle.
+"""The package's layers and sizes: imports go down, no cycle, no oversized part.
 
 Strategy: every module of ``scgi_twisted`` (and the ``twistd`` plugin file) is parsed
 with :mod:`ast`, never imported, and every import it holds is collected, at module
@@ -6,6 +6,8 @@ level and inside functions alike.  :data:`LAYERS` writes the order down; a modul
 missing from it fails :meth:`LayerTests.test_everyModuleHasALayer`, so a new module
 needs a decision about where it belongs.  The helpers are checked on small sources
 first, so that a checker that found nothing cannot pass for a clean package.
+:class:`SizeTests` keeps every module under :data:`MAX_MODULE_LINES` lines and every
+class under :data:`MAX_CLASS_LINES`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ LAYERS: dict[str, int] = {
     # _internals, the seam to Twisted's private names, imports no module of the
     # package at all (tests/test_internals.py checks): it is below the channel.
     "_internals": 3,
+    "_bodies": 3,
     "_streaming": 3,
+    "_traversal": 3,
+    "_upload": 3,
+    "_response": 3,
+    "_config": 3,
+    "_connection": 3,
     "_channel": 3,
     "_request": 3,
     "_clientendpoint": 3,
@@ -73,6 +81,12 @@ string and imports nothing of the package."""
 
 EXAMPLE_MODULES = {"tap", "_site", "_worker", "__init__"}
 """The modules of the small sources the helpers are checked on."""
+
+MAX_MODULE_LINES = 700
+"""The most lines a module of the package may have."""
+
+MAX_CLASS_LINES = 400
+"""The most lines a class may span, from its ``class`` line to its last line."""
 
 NO_TWISTED = ("_errors", "_sansio", "_clientsansio", "_clientresponse", "_environ")
 """The sans-I/O modules: they import nothing from Twisted (or zope.interface)."""
@@ -200,6 +214,27 @@ def packageGraph() -> dict[str, set[str]]:
     }
 
 
+def classSpans(source: str) -> list[tuple[str, int, int]]:
+    """Return every class of ``source`` (nested ones too) with its first line and size.
+
+    :param source: a module's text.
+    :returns: ``(name, line of the class statement, lines from it to the class's
+        last line)`` for each class, in the order of the source.
+    """
+    spans = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef):
+            end = node.end_lineno
+            assert end is not None
+            spans.append((node.name, node.lineno, end - node.lineno + 1))
+    return sorted(spans, key=lambda span: span[1])
+
+
+def moduleLines(source: str) -> int:
+    """Return the number of lines of a module's text, as ``wc -l`` counts them."""
+    return len(source.splitlines())
+
+
 class HelperTests(SynchronousTestCase):
     """The checkers see what they must, so that finding nothing means something."""
 
@@ -232,10 +267,64 @@ class HelperTests(SynchronousTestCase):
         graph = {"tap": {"_workers"}, "_workers": {"_worker"}, "_worker": {"tap"}}
         self.assertEqual(findCycle(graph), ["_worker", "tap", "_workers", "_worker"])
 
+    def test_classSpans(self) -> None:
+        """A class spans from its ``class`` line to its last line; nested ones count."""
+        source = (
+            "import os\n"
+            "\n"
+            "@decorated\n"
+            "class A:\n"
+            '    """Doc."""\n'
+            "\n"
+            "    class B:\n"
+            "        x = 1\n"
+            "\n"
+            "    def f(self):\n"
+            "        return 2\n"
+            "\n"
+            "\n"
+            "y = 3\n"
+        )
+        self.assertEqual(classSpans(source), [("A", 4, 8), ("B", 7, 2)])
+        self.assertEqual(moduleLines(source), 14)
+        self.assertEqual(moduleLines(source + "z = 4"), 15)
+
     def test_noCycleInATree(self) -> None:
         """Shared lower modules (a diamond) are no cycle."""
         graph = {"a": {"b", "c"}, "b": {"d"}, "c": {"d"}, "d": set()}
         self.assertIsNone(findCycle(graph))
+
+
+class SizeTests(SynchronousTestCase):
+    """No module is too long to read, no class too large to hold in mind."""
+
+    def test_modulesAtMost700Lines(self) -> None:
+        """Every module of the package has at most :data:`MAX_MODULE_LINES` lines."""
+        modules = packageModules()
+        self.assertGreater(len(modules), 20)
+        for name, path in modules.items():
+            lines = moduleLines(path.read_text(encoding="utf-8"))
+            self.assertLessEqual(
+                lines,
+                MAX_MODULE_LINES,
+                f"scgi_twisted/{name}.py has {lines} lines: split it (at most "
+                f"{MAX_MODULE_LINES})",
+            )
+
+    def test_classesAtMost400Lines(self) -> None:
+        """Every class of the package spans at most :data:`MAX_CLASS_LINES` lines."""
+        checked = 0
+        for name, path in packageModules().items():
+            for cls, line, size in classSpans(path.read_text(encoding="utf-8")):
+                checked += 1
+                self.assertLessEqual(
+                    size,
+                    MAX_CLASS_LINES,
+                    f"scgi_twisted/{name}.py:{line}: class {cls} spans {size} lines: "
+                    f"split it (at most {MAX_CLASS_LINES})",
+                )
+        # The walk does find classes: the package is made of them.
+        self.assertGreater(checked, 20)
 
 
 class LayerTests(SynchronousTestCase):

@@ -30,7 +30,8 @@ from twisted.web.server import Request, Site
 from twisted.web.wsgi import WSGIResource
 
 from scgi_twisted import SCGIChannel, SCGIConfig, SCGISite
-from scgi_twisted._site import BodyBuffer, BufferPool, PooledBody, peer_allowed
+from scgi_twisted._bodies import BodyBuffer, BufferPool, PooledBody
+from scgi_twisted._site import peer_allowed
 
 from .support.apps import Recorder, Seen, WebRequest
 from .support.memory import collectLogEvents, connect, warningsAndErrors

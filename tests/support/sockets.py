@@ -106,9 +106,9 @@ class RecordingSite(SCGISite):
         self.maxServed = 0
         self._idle: list[Deferred[None]] = []
 
-    def _channelOpened(self, channel: SCGIChannel) -> bool:
+    def connectionOpened(self, channel: SCGIChannel) -> bool:
         """Count the connection as the site does, then note the peak."""
-        admitted = super()._channelOpened(channel)
+        admitted = super().connectionOpened(channel)
         self.maxServed = max(self.maxServed, self._served())
         return admitted
 
