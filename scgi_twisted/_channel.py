@@ -508,12 +508,6 @@ class SCGIChannel(Connection):
         self._writer.writeAnswer(answer)
         self._logRefused(status, len(answer.partition(b"\r\n\r\n")[2]))
 
-    def _logRefused(self, status: int, length: int) -> None:
-        """Tell the site (if it keeps such a log) of an answer the channel wrote."""
-        logRefused = getattr(self.factory, "logRefused", None)
-        if logRefused is not None:
-            logRefused(self, status, length)
-
     def _requestURI(self) -> bytes:
         """Return the request's URI for log lines."""
         if self.variables is None:

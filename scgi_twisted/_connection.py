@@ -289,6 +289,12 @@ class Connection(Protocol):
         self._disarm()
         self._writer.close()
 
+    def _logRefused(self, status: int, length: int) -> None:
+        """Tell the site (if it keeps such a log) of an answer the channel wrote."""
+        logRefused = getattr(self.factory, "logRefused", None)
+        if logRefused is not None:
+            logRefused(self, status, length)
+
     def _writeTimedOut(self) -> None:
         """The peer took none of our output for the write timeout: abort."""
         _log.warn(
