@@ -240,9 +240,6 @@ class SCGIChannel(Connection):
     _parser: SCGIParser
     _request: _Request | None = None
     _upload: StreamedUpload | None = None
-    _peer: IAddress | None = None
-    _host: IPv4Address | None = None
-    _secure: bool = False
     _requestEnd: int | None = None
     # Independent of the phase (as _readPaused is, in Connection): the guard that
     # keeps the parser's events from being taken re-entrantly.
@@ -294,7 +291,8 @@ class SCGIChannel(Connection):
                 "was complete",
                 uri=self._requestURI(),
             )
-            self._abortRequest(_failure(ConnectionDone("the frontend went away")))
+            reason = _failure(ConnectionDone("the frontend went away"))
+            self._abortRequest(reason, gone=True)
             self._closeConnection()
             return
         if parser.state is State.ERROR:  # pragma: no cover - errors start draining
@@ -390,6 +388,7 @@ class SCGIChannel(Connection):
         request.parseCookies()
         request.gotLength(event.content_length)
         self._request = request
+        self._countStarted()
         if event.content_length > _LARGE_BODY and hasattr(self.transport, "bufferSize"):
             # Fewer, larger reads for a large body (the transport reads bufferSize
             # bytes at a time); still a small, fixed bound per connection.
@@ -455,7 +454,7 @@ class SCGIChannel(Connection):
             _log.info(
                 "The frontend closed the connection early: {error}", error=str(error)
             )
-        self._abortRequest(_failure(error))
+        self._abortRequest(_failure(error), gone=True)
         self._closeConnection()
 
     def _protocolError(self, error: RemoteProtocolError) -> None:
@@ -485,7 +484,7 @@ class SCGIChannel(Connection):
         """Return whether the application has begun its response and not ended it."""
         return self._request is not None and self._writer.unfinished
 
-    def _abortRequest(self, reason: Failure) -> None:
+    def _abortRequest(self, reason: Failure, gone: bool = False) -> None:
         """Tell the request (if any, and unfinished) that its connection is gone.
 
         The request first, so that the body's receiver, told next, cannot answer on
@@ -494,6 +493,7 @@ class SCGIChannel(Connection):
         request = self._request
         self._request = None
         if request is not None:
+            self._countEnded(request, gone)
             request.connectionLost(reason)
         upload, self._upload = self._upload, None
         if upload is not None:
@@ -514,23 +514,16 @@ class SCGIChannel(Connection):
             return b"-"
         return request_uri(self.variables)
 
-    # The channel surface a twisted.web Request uses.
+    def _bodyReceived(self) -> int:
+        """Return how many bytes of the request body have arrived."""
+        parser, end = self._parser, self._requestEnd
+        offset = parser.body_offset
+        if offset is None or end is None:
+            return 0
+        return min(parser.bytes_received, end) - offset
 
-    def getPeer(self) -> IAddress:
-        """Return the client's address, from ``REMOTE_ADDR`` and ``REMOTE_PORT``."""
-        if self._peer is None:
-            return IPv4Address("TCP", "0.0.0.0", 0)
-        return self._peer
-
-    def getHost(self) -> IPv4Address:
-        """Return the address the client addressed, from the Host and SERVER_*."""
-        if self._host is None:
-            return IPv4Address("TCP", "localhost", 80)
-        return self._host
-
-    def isSecure(self) -> bool:
-        """Return whether the client used TLS to reach the frontend."""
-        return self._secure
+    # The channel surface a twisted.web Request uses (and getPeer, getHost,
+    # isSecure: Connection).
 
     def writeHeaders(
         self, version: bytes, code: bytes, reason: bytes, headers: Headers
@@ -583,6 +576,7 @@ class SCGIChannel(Connection):
     def requestDone(self, request: object) -> None:
         """The response is complete: close once the request is fully read."""
         self._request = None
+        self._countEnded(request, None)
         phase = self.phase
         if phase is _CLOSED:
             return

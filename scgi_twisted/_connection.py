@@ -17,13 +17,15 @@ from collections.abc import Callable
 from typing import Any
 from typing import Protocol as TypingProtocol
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, ITCPTransport
+from twisted.internet.interfaces import IAddress, IDelayedCall, ITCPTransport
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._config import SCGIConfig
+from ._metrics import Metrics
 from ._response import ResponseWriter
 
 __all__ = ["Connection", "ConnectionTracker", "Phase"]
@@ -100,6 +102,8 @@ class Connection(Protocol):
     :ivar tracker: the :class:`ConnectionTracker` told when the connection opens and
         closes, or ``None``.
     :ivar phase: where the connection is (:class:`Phase`).
+    :ivar metrics: the site's counts, if it keeps them
+        (:class:`~scgi_twisted._metrics.Metrics`).
     """
 
     transport: Any
@@ -108,6 +112,14 @@ class Connection(Protocol):
     config: SCGIConfig = _DEFAULT_CONFIG
     tracker: ConnectionTracker | None = None
     phase: Phase = _HEAD
+    metrics: Metrics | None = None
+    # The addresses and the scheme the frontend reports, once the header block is in.
+    _peer: IAddress | None = None
+    _host: IPv4Address | None = None
+    _secure: bool = False
+    # When the request's header block was in, on the site's clock, while it is
+    # counted in flight (metrics only).
+    _started: float | None = None
 
     _writer: ResponseWriter
     _drained: int = 0
@@ -144,8 +156,16 @@ class Connection(Protocol):
         """The header block or the body stalled (the header or idle deadline)."""
         raise NotImplementedError
 
-    def _abortRequest(self, reason: Failure) -> None:
-        """Tell the request, if any, that its connection is gone."""
+    def _abortRequest(self, reason: Failure, gone: bool = False) -> None:
+        """Tell the request, if any, that its connection is gone.
+
+        :param gone: whether the client went away (rather than the server ending
+            the request), for the metrics.
+        """
+        raise NotImplementedError
+
+    def _bodyReceived(self) -> int:
+        """Return how many bytes of the request body have arrived."""
         raise NotImplementedError
 
     def _processEvents(self) -> None:
@@ -201,7 +221,7 @@ class Connection(Protocol):
         self.phase = _CLOSED
         self._writer.lost()
         self._disarm()
-        self._abortRequest(reason)
+        self._abortRequest(reason, gone=True)
         if self.tracker is not None:
             self.tracker.connectionClosed(self)
 
@@ -289,8 +309,52 @@ class Connection(Protocol):
         self._disarm()
         self._writer.close()
 
+    # The channel surface a twisted.web Request uses: the frontend's addresses.
+
+    def getPeer(self) -> IAddress:
+        """Return the client's address, from ``REMOTE_ADDR`` and ``REMOTE_PORT``."""
+        if self._peer is None:
+            return IPv4Address("TCP", "0.0.0.0", 0)
+        return self._peer
+
+    def getHost(self) -> IPv4Address:
+        """Return the address the client addressed, from the Host and SERVER_*."""
+        if self._host is None:
+            return IPv4Address("TCP", "localhost", 80)
+        return self._host
+
+    def isSecure(self) -> bool:
+        """Return whether the client used TLS to reach the frontend."""
+        return self._secure
+
+    # What the site counts and logs.
+
+    def _countStarted(self) -> None:
+        """A request's header block is in: count it in flight (with metrics)."""
+        if self.metrics is not None:
+            self._started = self.metrics.requestStarted()
+
+    def _countEnded(self, request: Any, gone: bool | None) -> None:
+        """Count the end of a request counted in flight.
+
+        :param gone: ``None`` if its response is complete; otherwise whether the
+            client went away.
+        """
+        started, self._started = self._started, None
+        metrics = self.metrics
+        if started is None or metrics is None:
+            return
+        sent = getattr(request, "sentLength", 0)
+        if gone is None:
+            method, code = request.method, request.code
+            metrics.requestFinished(started, method, code, self._bodyReceived(), sent)
+        else:
+            metrics.requestAbandoned(self._bodyReceived(), sent, gone)
+
     def _logRefused(self, status: int, length: int) -> None:
         """Tell the site (if it keeps such a log) of an answer the channel wrote."""
+        if self.metrics is not None:
+            self.metrics.refused(str(status))
         logRefused = getattr(self.factory, "logRefused", None)
         if logRefused is not None:
             logRefused(self, status, length)
@@ -304,7 +368,7 @@ class Connection(Protocol):
             uri=self._requestURI(),
             timeout=self.config.write_timeout,
         )
-        self._abortRequest(_failure(ConnectionDone("write timed out")))
+        self._abortRequest(_failure(ConnectionDone("write timed out")), gone=True)
         self._forceAbort()
 
     def shutDown(self) -> None:

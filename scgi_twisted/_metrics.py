@@ -150,14 +150,16 @@ class Metrics:
         self.request_body_bytes += received
         self.response_body_bytes += sent
 
-    def requestAbandoned(self, received: int, sent: int) -> None:
-        """The client went away before the response was complete.
+    def requestAbandoned(self, received: int, sent: int, gone: bool) -> None:
+        """A request ended before its response was complete.
 
         :param received: the request body bytes that had arrived.
-        :param sent: the response body bytes written before it went.
+        :param sent: the response body bytes written before it ended.
+        :param gone: whether the client went away (rather than the server ending
+            the request: a timeout, a shutdown).
         """
         self.in_flight -= 1
-        self.clients_gone += 1
+        self.clients_gone += gone
         self.request_body_bytes += received
         self.response_body_bytes += sent
 
@@ -185,7 +187,9 @@ def _add(total: dict[str, Any], part: Mapping[str, Any], gauges: bool) -> None:
     refusals = total["refusals"]
     for reason, count in part["refusals"].items():
         refusals[reason] = refusals.get(reason, 0) + count
-    total["buckets"] = [a + b for a, b in zip(total["buckets"], part["buckets"])]
+    total["buckets"] = [
+        a + b for a, b in zip(total["buckets"], part["buckets"], strict=True)
+    ]
     total["duration_sum"] += part["duration_sum"]
     for name in _COUNTERS + (_GAUGES if gauges else ()):
         total[name] += part[name]

@@ -37,6 +37,7 @@ from ._bodies import (
 from ._channel import SCGIChannel, SCGIConfig
 from ._descriptors import DescriptorGuard
 from ._internals import siteParsesForms
+from ._metrics import Metrics
 from ._request import SCGIRequest
 from ._sansio import DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_VARIABLES
 from ._traversal import Traversal
@@ -236,6 +237,7 @@ class SCGISite(Site):
 
     spool_threshold: int = DEFAULT_SPOOL_THRESHOLD
     _origin: Site | None = None
+    metrics: Metrics | None = None
 
     def __init__(
         self,
@@ -329,13 +331,21 @@ class SCGISite(Site):
         """
         if self.allow is not None and not peer_allowed(addr, self.allow):
             _log.warn("Refused a connection from {peer}: not in --allow", peer=addr)
+            self._refused("not_allowed")
             return RefusedConnection()
         if self._descriptors.exhausted():
+            self._refused("descriptors")
             return None
         channel: SCGIChannel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
         channel.config = self.config
         channel.tracker = self
+        channel.metrics = self.metrics
         return channel
+
+    def _refused(self, reason: str) -> None:
+        """Count a refused connection, if the site keeps metrics."""
+        if self.metrics is not None:
+            self.metrics.refused(reason)
 
     # Connection accounting: the connection limit and graceful shutdown.
 
@@ -362,12 +372,15 @@ class SCGISite(Site):
         """
         self._channels.add(channel)
         self._descriptors.opened(channel)
+        if self.metrics is not None:
+            self.metrics.connections += 1
         limit = self.max_connections
         if limit is None:
             return True
         self._notePort(channel)
         served = self._served()
         if served > limit:
+            self._refused("connection_limit")
             self._waiting.append(channel)
             channel.transport.pauseProducing()
         if served >= limit:
@@ -410,6 +423,8 @@ class SCGISite(Site):
 
         The channel calls it once its connection is gone.
         """
+        if self.metrics is not None and channel in self._channels:
+            self.metrics.connections -= 1
         self._channels.discard(channel)
         if channel in self._waiting:
             self._waiting.remove(channel)

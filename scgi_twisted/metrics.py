@@ -13,29 +13,25 @@ site counts its work in plain integers (:class:`scgi_twisted._metrics.Metrics`);
 ``prometheus_client`` reads them only when ``/metrics`` is scraped.  The metrics and
 their labels are listed in the documentation's metrics page.
 
-Importing this module imports ``prometheus_client``; nothing else in
-``scgi_twisted`` does.
+``prometheus_client`` is imported only when metrics are enabled, so that a server
+without them neither needs the extra nor imports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector, CollectorRegistry
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from ._metrics import DURATION_BUCKETS, Metrics, cumulative
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import CollectorRegistry
 
 __all__ = [
     "MetricsPage",
@@ -49,8 +45,19 @@ _REFUSAL_REASONS = ("400", "408", "413", "431", "not_allowed", "connection_limit
 """Refusal reasons exposed even before they happen, so that rates start at zero."""
 
 
-class SCGICollector(Collector):
-    """Turn snapshots of a :class:`~scgi_twisted._metrics.Metrics` into families.
+def _prometheus() -> Any:
+    """Import ``prometheus_client`` (the optional extra), once metrics are enabled.
+
+    :raises ImportError: if the ``metrics`` extra is not installed.
+    """
+    import prometheus_client.core  # noqa: PLC0415 - the optional "metrics" extra
+    import prometheus_client.exposition  # noqa: PLC0415
+
+    return prometheus_client
+
+
+class SCGICollector:
+    """A ``prometheus_client`` collector of an SCGI site's counts.
 
     :param source: returns the snapshot to expose (``Metrics.snapshot``, or a
         supervisor's ``Totals.snapshot``).
@@ -66,6 +73,9 @@ class SCGICollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Yield every family, from one snapshot."""
+        core = _prometheus().core
+        CounterMetricFamily = core.CounterMetricFamily
+        GaugeMetricFamily = core.GaugeMetricFamily
         snap = self._source()
         requests = CounterMetricFamily(
             "scgi_requests",
@@ -77,10 +87,10 @@ class SCGICollector(Collector):
         yield requests
         buckets = cumulative(snap["buckets"])
         bounds = [f"{bound:g}" for bound in DURATION_BUCKETS] + ["+Inf"]
-        yield HistogramMetricFamily(
+        yield core.HistogramMetricFamily(
             "scgi_request_duration_seconds",
             "From the complete header block to the end of the response.",
-            buckets=list(zip(bounds, buckets)),
+            buckets=list(zip(bounds, buckets, strict=True)),
             sum_value=snap["duration_sum"],
         )
         yield GaugeMetricFamily(
@@ -140,36 +150,49 @@ def enableMetrics(site: Any, registry: CollectorRegistry | None = None) -> Any:
         ``prometheus_client.REGISTRY`` to add them).
     :returns: the registry.
     """
+    client = _prometheus()
     metrics = site.metrics
     if metrics is None:
         metrics = site.metrics = Metrics(site.reactor.seconds)
     if registry is None:
-        registry = CollectorRegistry()
+        registry = client.CollectorRegistry()
     registry.register(SCGICollector(metrics.snapshot))
     return registry
 
 
 class MetricsPage(Resource):
-    """``/metrics``: the registry in Prometheus's text format, from the reactor."""
+    """``/metrics``: the registry in Prometheus's text format (or OpenMetrics).
+
+    Rendered in the reactor thread, unlike ``prometheus_client``'s own Twisted
+    resource (a WSGI application in a thread): the counts are read where they are
+    written.
+    """
 
     isLeaf = True
 
     def __init__(self, registry: CollectorRegistry) -> None:
         """Expose ``registry``."""
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._registry = registry
 
     def render_GET(self, request: Request) -> bytes:
-        """Return the exposition."""
-        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
-        return generate_latest(self._registry)
+        """Return the exposition, in the format the scraper's ``Accept`` asks for."""
+        exposition = _prometheus().exposition
+        accept = request.getHeader(b"accept")
+        encoder, contentType = exposition.choose_encoder(
+            accept.decode("latin-1") if accept else ""
+        )
+        request.setHeader(  # type: ignore[no-untyped-call]
+            b"Content-Type", contentType.encode("ascii")
+        )
+        return encoder(self._registry)  # type: ignore[no-any-return]
 
 
 def metricsSite(registry: CollectorRegistry) -> Site:
     """Return a twisted.web ``Site`` serving ``registry`` at ``/metrics``."""
-    root = Resource()
+    root = Resource()  # type: ignore[no-untyped-call]
     root.putChild(b"metrics", MetricsPage(registry))
-    site = Site(root)
+    site = Site(root)  # type: ignore[no-untyped-call]
     site.log = lambda request: None  # type: ignore[method-assign]
     return site
 

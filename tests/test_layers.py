@@ -30,8 +30,9 @@ LAYERS: dict[str, int] = {
     "_sansio": 1,
     "_clientsansio": 1,
     "_clientresponse": 1,
-    # 2: the CGI environ mapping.
+    # 2: the CGI environ mapping; the metrics' plain counts.
     "_environ": 2,
+    "_metrics": 2,
     # 3: one connection on Twisted: the channel and its parts; the client protocol.
     # _internals, the seam to Twisted's private names, imports no module of the
     # package at all (tests/test_internals.py checks): it is below the channel.
@@ -59,6 +60,8 @@ LAYERS: dict[str, int] = {
     "_defaultpage": 4,
     "offload": 4,
     "__init__": 4,
+    # The Prometheus exposition of a site's counts (prometheus_client inside).
+    "metrics": 4,
     # 5: the service of ``twistd scgi``: options, listeners, systemd, the service.
     "_stopping": 5,
     "_systemd": 5,
@@ -88,7 +91,14 @@ MAX_MODULE_LINES = 700
 MAX_CLASS_LINES = 400
 """The most lines a class may span, from its ``class`` line to its last line."""
 
-NO_TWISTED = ("_errors", "_sansio", "_clientsansio", "_clientresponse", "_environ")
+NO_TWISTED = (
+    "_errors",
+    "_sansio",
+    "_clientsansio",
+    "_clientresponse",
+    "_environ",
+    "_metrics",
+)
 """The sans-I/O modules: they import nothing from Twisted (or zope.interface)."""
 
 

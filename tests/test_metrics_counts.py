@@ -78,9 +78,16 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(self.metrics.buckets[-1], 1)
 
     def test_abandoned(self) -> None:
-        """A client gone leaves the in-flight count and is counted once."""
+        """An abandoned request leaves the in-flight count; a client gone is counted.
+
+        A request the server ended (a timeout, a shutdown) is not a client gone.
+        """
         self.metrics.requestStarted()
-        self.metrics.requestAbandoned(received=3, sent=0)
+        self.metrics.requestAbandoned(received=3, sent=0, gone=True)
+        self.assertEqual(self.metrics.in_flight, 0)
+        self.assertEqual(self.metrics.clients_gone, 1)
+        self.metrics.requestStarted()
+        self.metrics.requestAbandoned(received=0, sent=0, gone=False)
         self.assertEqual(self.metrics.in_flight, 0)
         self.assertEqual(self.metrics.clients_gone, 1)
         self.assertEqual(self.metrics.request_body_bytes, 3)
