@@ -11,6 +11,7 @@ builds what the options describe.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import ipaddress
 import math
@@ -345,6 +346,7 @@ class Options(usage.Options):
         self["write-timeout"] = DEFAULT_WRITE_TIMEOUT
         self["max-connections"] = None
         self["stream-uploads"] = []
+        self["metrics"] = None
         self.defaults.update(
             {
                 "abort-timeout": f"{DEFAULT_ABORT_TIMEOUT:g}",
@@ -601,6 +603,21 @@ class Options(usage.Options):
                 raise _fail("access-log", f"the directory of {path!r} does not exist")
             path = full
         self["access-log"] = path
+
+    def opt_metrics(self, endpoint: str) -> None:
+        """Serve Prometheus metrics at /metrics on this endpoint, over HTTP.
+
+        Such as tcp:9100:interface=127.0.0.1; never on the SCGI listener. With
+        --workers, summed across the workers. Needs the scgi-twisted[metrics]
+        extra. [default: no metrics]
+        """
+        if importlib.util.find_spec("prometheus_client") is None:
+            raise _fail(
+                "metrics",
+                "prometheus_client is not installed: "
+                "pip install 'scgi-twisted[metrics]'",
+            )
+        self["metrics"] = endpoint
 
     def opt_workers(self, count: str) -> None:
         """Serve with this many worker processes sharing the listening sockets.

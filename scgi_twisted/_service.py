@@ -35,6 +35,7 @@ from ._options import ACCESS_LOG_NONE, Options, commandName
 from ._site import SCGISite
 from ._stopping import RecordingEndpoint, acceptBacklog
 from ._systemd import InheritedSocketEndpoint, NotifyService, inheritedSafely
+from .metrics import enableMetrics, metricsSite
 
 __all__ = [
     "SCGIService",
@@ -415,6 +416,16 @@ class SCGIService(StartupGuard):
         return stopped.addCallback(drain).addBoth(release)
 
 
+def serveMetricsFrom(registry: Any, endpoint: str, reactor: Any) -> service.Service:
+    """Return the service that serves ``registry`` at ``/metrics`` on ``endpoint``.
+
+    :param registry: a ``prometheus_client`` registry.
+    :param endpoint: the ``--metrics`` endpoint description.
+    :param reactor: the reactor to listen with.
+    """
+    return strports.service(endpoint, metricsSite(registry), reactor)
+
+
 def commandLine(config: Options) -> str | None:
     """Return ``twistd scgi`` (or ``twist scgi``) if start-up errors are to be short.
 
@@ -467,6 +478,10 @@ def makeSiteService(
             server.endpoint = RecordingEndpoint(server.endpoint)
             parent.endpoints.append(server.endpoint)
         server.setServiceParent(parent)  # type: ignore[no-untyped-call]
+    if config["metrics"]:
+        registry = enableMetrics(site)
+        metrics = serveMetricsFrom(registry, config["metrics"], reactor)
+        metrics.setServiceParent(parent)  # type: ignore[no-untyped-call]
     NotifyService().setServiceParent(parent)  # type: ignore[no-untyped-call]
     parent.announcement = servingAnnouncement(
         config, config["listen"] if served is None else served

@@ -13,7 +13,10 @@ and hands it these file descriptors:
 * 2: a pipe to the supervisor, which relays every line into its log, prefixed with
   the worker's number and pid.  The worker logs there, one event per line, and its
   ``print`` and ``sys.stderr`` go through the log as under ``twistd``.
-* 3: a pipe to the supervisor: ``ready`` is written once every socket is served.
+* 3: a pipe to the supervisor: ``ready`` is written once every socket is served;
+  with ``--metrics``, a line ``metrics`` and the JSON of the worker's counts follows
+  whenever they changed, every :data:`REPORT_INTERVAL` seconds and at exit (the
+  supervisor serves their sum).
 * 4 and up: the listening sockets the supervisor bound (``--socket``).
 
 ``--reactor NAME`` (the supervisor's own reactor, such as ``asyncio``) is installed
@@ -31,6 +34,7 @@ then exits with status 0.  ``SIGHUP`` is ignored: reloading is the supervisor's 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -45,6 +49,7 @@ from twisted.application.reactors import installReactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IReadDescriptor
+from twisted.internet.task import LoopingCall
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -59,6 +64,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._metrics import Metrics
 from ._options import Options
 from ._service import makeSiteService
 from ._systemd import adoptListeningSocket
@@ -75,6 +81,12 @@ FIRST_SOCKET_FD = 4
 
 READY = b"ready\n"
 """What a worker writes on :data:`READY_FD` once it serves."""
+
+METRICS = b"metrics "
+"""The start of a line of counts on :data:`READY_FD`; the JSON of them follows."""
+
+REPORT_INTERVAL = 0.5
+"""Seconds between two reports of a worker's counts, when they changed."""
 
 FAMILIES = {
     "inet": socket.AF_INET,
@@ -249,15 +261,43 @@ class _InheritedPortService(service.Service):
         return port.stopListening()
 
 
+class _Reporter:
+    """Send the worker's counts to the supervisor when they changed.
+
+    Writes never block: a report the pipe has no room for is dropped, and the next
+    one (the counts only grow) replaces it.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._last = b""
+
+    def report(self) -> None:
+        """Write the counts, if they changed since the last report."""
+        line = METRICS + json.dumps(self._metrics.snapshot()).encode() + b"\n"
+        if line == self._last:
+            return
+        try:
+            os.write(READY_FD, line)
+        except BlockingIOError:
+            return
+        except OSError:  # run by hand, without the supervisor's pipe
+            return
+        self._last = line
+
+
 class _Worker:
     """The running worker: says ready, and stops once on a signal or orphaning."""
 
     exitCode = 0
     stopping = False
 
-    def __init__(self, reactor: Any, number: int) -> None:
+    def __init__(
+        self, reactor: Any, number: int, reporter: _Reporter | None = None
+    ) -> None:
         self._reactor = reactor
         self.number = number
+        self._reporter = reporter
 
     def started(self) -> None:
         """The reactor runs: take over the signals, watch the supervisor, say ready."""
@@ -266,7 +306,16 @@ class _Worker:
         self._reactor.addReader(_SupervisorPipe(self))
         try:
             os.write(READY_FD, READY)
-            os.close(READY_FD)
+            if self._reporter is None:
+                os.close(READY_FD)
+            else:
+                os.set_blocking(READY_FD, False)
+                reports = LoopingCall(self._reporter.report)
+                reports.clock = self._reactor
+                reports.start(REPORT_INTERVAL)
+                self._reactor.addSystemEventTrigger(
+                    "after", "shutdown", self._reporter.report
+                )
         except OSError as error:  # run by hand, without the supervisor's pipe
             _log.warn("Could not report readiness: {error}", error=error)
         _log.info(
@@ -342,12 +391,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     config["listen"] = []
     config["workers"] = 0
+    # The supervisor serves the metrics; a worker counts, and reports its counts.
+    counted, config["metrics"] = bool(config["metrics"]), None
     served = [inherited.description for inherited in sockets] or ["no socket"]
     parent = makeSiteService(config, reactor, served)
+    reporter = None
+    if counted:
+        parent.site.metrics = Metrics(reactor.seconds)
+        reporter = _Reporter(parent.site.metrics)
     for inherited in sockets:
         port = _InheritedPortService(reactor, inherited, parent.site)
         port.setServiceParent(parent)  # type: ignore[no-untyped-call]
-    worker = _Worker(reactor, number)
+    worker = _Worker(reactor, number, reporter)
     try:
         parent.startService()
     except Exception:

@@ -22,6 +22,9 @@ The supervisor is the ``twistd`` process itself.  It:
 * on stop (``SIGTERM``, ``SIGINT``) closes its own copies of the sockets and sends
   ``SIGTERM`` to every worker, waits for them up to the grace period plus
   :data:`STOP_MARGIN` seconds, then kills what is left with ``SIGKILL``;
+* with ``--metrics``, serves ``/metrics`` itself: its own counts (restarts,
+  reloads) and the sum of the counts its workers report (see
+  :class:`scgi_twisted._metrics.Totals`);
 * tells systemd ``READY=1`` once the first generation serves, ``RELOADING=1`` and
   ``READY=1`` around a reload, and ``STOPPING=1`` on stop, when ``$NOTIFY_SOCKET`` is
   set.
@@ -34,6 +37,7 @@ refused while generations change.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -54,15 +58,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _worker
+from ._metrics import Metrics, Totals
 from ._options import Options
 from ._service import (
     SignalHook,
     StartupGuard,
     commandLine,
+    serveMetricsFrom,
     servingAnnouncement,
     warnIfEverywhere,
 )
 from ._systemd import inheritedSafely, monotonicMicroseconds, notify
+from .metrics import collectorRegistry
 
 __all__ = [
     "MAX_RESTART_DELAY",
@@ -162,6 +169,7 @@ class _WorkerProcess(ProcessProtocol):
         self.generation = generation
         self.started = supervisor.reactor.seconds()
         self._partial = b""
+        self._control = b""
 
     @property
     def name(self) -> str:
@@ -173,13 +181,12 @@ class _WorkerProcess(ProcessProtocol):
         self.pid = self.transport.pid  # type: ignore[union-attr]
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        """Relay log lines (descriptor 2); note readiness (descriptor 3)."""
+        """Relay log lines (descriptor 2); note readiness and counts (descriptor 3)."""
         if childFD == _worker.READY_FD:
-            if _worker.READY.strip() in data and not self.ready:
-                self.ready = True
-                if self._reopenPending:
-                    self.reopenLog()
-                self._supervisor._workerReady(self)
+            lines = (self._control + data).split(b"\n")
+            self._control = lines.pop()[-MAX_LINE:]
+            for line in lines:
+                self._controlLine(line)
             return
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
@@ -188,6 +195,22 @@ class _WorkerProcess(ProcessProtocol):
             self._partial = b""
         for line in lines:
             self._relay(line)
+
+    def _controlLine(self, line: bytes) -> None:
+        """Act on one line of descriptor 3: ``ready``, or the worker's counts."""
+        if line == _worker.READY.strip():
+            if not self.ready:
+                self.ready = True
+                if self._reopenPending:
+                    self.reopenLog()
+                self._supervisor._workerReady(self)
+        elif line.startswith(_worker.METRICS):
+            totals = self._supervisor.totals
+            if totals is not None and self.pid is not None:
+                try:
+                    totals.update(self.pid, json.loads(line[len(_worker.METRICS) :]))
+                except ValueError:
+                    _log.warn("Ignored unreadable counts from {name}", name=self.name)
 
     def _relay(self, line: bytes) -> None:
         """Log one line of the worker's, under the worker's name."""
@@ -302,6 +325,7 @@ class Supervisor(service.Service):
         *,
         executable: str = sys.executable,
         installSignalHandler: bool = True,
+        metrics: bool = False,
     ) -> None:
         """Describe the supervisor; nothing runs before the service starts.
 
@@ -312,6 +336,8 @@ class Supervisor(service.Service):
         :param gracePeriod: ``--grace-period``, in seconds.
         :param executable: the Python interpreter the workers run on.
         :param installSignalHandler: whether to reload on ``SIGHUP``.
+        :param metrics: whether to count (restarts, reloads) and add up the counts
+            the workers report (:attr:`totals`).
         """
         self.reactor = reactor
         self.listen = list(listen)
@@ -335,6 +361,8 @@ class Supervisor(service.Service):
         self._previousHandler: Any = None
         self.reactorName = reactorName(reactor)
         self._reopenHook = SignalHook(signal.SIGUSR1, reactor, self.reopenLogs)
+        self.metrics = Metrics(reactor.seconds) if metrics else None
+        self.totals = None if self.metrics is None else Totals(self.metrics)
 
     # Starting.
 
@@ -446,6 +474,8 @@ class Supervisor(service.Service):
     def _workerEnded(self, process: _WorkerProcess, reason: Failure) -> None:
         """A worker exited: expected, a failed reload, or a crash to recover from."""
         self.workers.discard(process)
+        if self.totals is not None and process.pid is not None:
+            self.totals.ended(process.pid)
         status = _status(reason)
         if process.stopping or self._stopping:
             _log.info(
@@ -494,6 +524,8 @@ class Supervisor(service.Service):
         self._restarts.pop(slot, None)
         if self._stopping or slot in self._current:
             return
+        if self.metrics is not None:
+            self.metrics.worker_restarts += 1
         self._current[slot] = self._spawn(slot)
 
     # Reloading.
@@ -533,6 +565,8 @@ class Supervisor(service.Service):
         self._cancelReloadTimer()
         old, self._current = self._current, pending
         self._failures.clear()
+        if self.metrics is not None:
+            self.metrics.worker_reloads += 1
         for process in old.values():
             process.terminate(self.gracePeriod + STOP_MARGIN)
         self._announced = True
@@ -632,8 +666,13 @@ def makeSupervisorService(config: Options, reactor: Any) -> StartupGuard:
         config["workers"],
         arguments,
         config["grace-period"],
+        metrics=bool(config["metrics"]),
     )
     supervisor.setServiceParent(parent)  # type: ignore[no-untyped-call]
+    if supervisor.totals is not None:
+        registry = collectorRegistry(supervisor.totals.snapshot, workers=True)
+        metrics = serveMetricsFrom(registry, config["metrics"], reactor)
+        metrics.setServiceParent(parent)  # type: ignore[no-untyped-call]
     # Logged once the supervisor has bound every --listen, not before.
     serving = servingAnnouncement(config, config["listen"])
     parent.announcement = f"{serving} with {config['workers']} worker processes"

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MetricsPage",
     "SCGICollector",
+    "collectorRegistry",
     "enableMetrics",
     "metricsSite",
     "serveMetrics",
@@ -139,6 +140,19 @@ class SCGICollector:
                 "Graceful reloads completed (SIGHUP).",
                 value=snap["worker_reloads"],
             )
+
+
+def collectorRegistry(
+    source: Callable[[], dict[str, Any]], workers: bool = False
+) -> Any:
+    """Return a new ``prometheus_client`` registry with one :class:`SCGICollector`.
+
+    :param source: returns the snapshot to expose.
+    :param workers: whether the worker counters apply.
+    """
+    registry = _prometheus().CollectorRegistry()
+    registry.register(SCGICollector(source, workers))
+    return registry
 
 
 def enableMetrics(site: Any, registry: CollectorRegistry | None = None) -> Any:
