@@ -18,8 +18,8 @@ from collections.abc import Callable
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from .test_plugin import TWISTD, Server, request, temporaryDirectory
-from .test_workers import STOPPED, Supervised, waitUntil
+from .test_plugin import STOPPED, TWISTD, Server, request, temporaryDirectory
+from .test_workers import Supervised, waitUntil
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -36,7 +36,7 @@ def freePort() -> int:
 def scrape(port: int) -> Samples:
     """Scrape ``http://127.0.0.1:PORT/metrics``; return every sample."""
     url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode("utf-8")
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
