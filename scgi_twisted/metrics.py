@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
 __all__ = [
+    "Metrics",
     "MetricsPage",
     "SCGICollector",
     "collectorRegistry",

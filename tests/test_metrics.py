@@ -10,8 +10,11 @@ exactly.
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -271,3 +274,28 @@ class OptionalTests(SynchronousTestCase):
         channel.makeConnection(transport)
         channel.dataReceived(b"GET / HTTP/1.0\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.0 404 "))
+
+
+class DashboardTests(SynchronousTestCase):
+    """The Grafana dashboard and the scrape configuration in ``docs/metrics/``."""
+
+    def test_dashboardNamesExposedMetrics(self) -> None:
+        """Every metric a dashboard query names is one a site exposes.
+
+        The dashboard has the four panels the metrics page describes.
+        """
+        docs = Path(__file__).resolve().parent.parent / "docs" / "metrics"
+        dashboard = json.loads((docs / "grafana-dashboard.json").read_text("utf-8"))
+        titles = [panel["title"] for panel in dashboard["panels"]]
+        self.assertEqual(len(titles), 4, titles)
+        for word in ("rate", "Error", "Latency", "flight"):
+            self.assertTrue(any(word in title for title in titles), (word, titles))
+        exposed = {name for name, _ in scrape(enableMetrics(SCGISite(Resource())))}
+        named = set()
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                named.update(re.findall(r"\bscgi_[a-z_]+", target["expr"]))
+        self.assertTrue(named)
+        self.assertLessEqual(named, exposed)
+        config = (docs / "prometheus.yml").read_text("utf-8")
+        self.assertIn("metrics_path: /metrics", config)
