@@ -89,6 +89,26 @@ def _fail(option: str, problem: str) -> usage.UsageError:
     return usage.UsageError(f"--{option}: {problem}")
 
 
+def _accessLogPath(path: str) -> str:
+    """Check an ``--access-log`` value; return it (a file's, made absolute).
+
+    :raises usage.UsageError: for a directory, or a file in a missing directory.
+    """
+    if path in (ACCESS_LOG_NONE, "-"):
+        return path
+    full = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(full):
+        raise _fail("access-log", f"{path!r} is a directory")
+    if not os.path.isdir(os.path.dirname(full)):
+        raise _fail("access-log", f"the directory of {path!r} does not exist")
+    return full
+
+
+_NO_PROMETHEUS = (
+    "prometheus_client is not installed: pip install 'scgi-twisted[metrics]'"
+)
+
+
 def _named(option: str, name: str) -> object:
     """Import and return the object that ``name`` (``package.module.attribute``) names.
 
@@ -592,17 +612,7 @@ class Options(usage.Options):
         SIGUSR1 (logrotate). Lines are written in batches, within a second.
         [default: the twistd log]
         """
-        if path == ACCESS_LOG_NONE:
-            self["access-log"] = ACCESS_LOG_NONE
-            return
-        if path != "-":
-            full = os.path.abspath(os.path.expanduser(path))
-            if os.path.isdir(full):
-                raise _fail("access-log", f"{path!r} is a directory")
-            if not os.path.isdir(os.path.dirname(full)):
-                raise _fail("access-log", f"the directory of {path!r} does not exist")
-            path = full
-        self["access-log"] = path
+        self["access-log"] = _accessLogPath(path)
 
     def opt_metrics(self, endpoint: str) -> None:
         """Serve Prometheus metrics at /metrics on this endpoint, over HTTP.
@@ -612,11 +622,7 @@ class Options(usage.Options):
         extra. [default: no metrics]
         """
         if importlib.util.find_spec("prometheus_client") is None:
-            raise _fail(
-                "metrics",
-                "prometheus_client is not installed: "
-                "pip install 'scgi-twisted[metrics]'",
-            )
+            raise _fail("metrics", _NO_PROMETHEUS)
         self["metrics"] = endpoint
 
     def opt_workers(self, count: str) -> None:

@@ -10,6 +10,7 @@ exactly.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -21,11 +22,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from scgi_twisted import SCGISite
+from scgi_twisted._options import Options
 from scgi_twisted.metrics import enableMetrics, metricsSite
 from scgi_twisted.testing import SCGITestClient
 
@@ -302,3 +305,24 @@ class DashboardTests(SynchronousTestCase):
         self.assertLessEqual(named, exposed)
         config = (docs / "prometheus.yml").read_text("utf-8")
         self.assertIn("metrics_path: /metrics", config)
+
+
+class OptionTests(SynchronousTestCase):
+    """``--metrics`` on the command line."""
+
+    def test_endpointKept(self) -> None:
+        """The endpoint is kept as given; without the option there are no metrics."""
+        config = Options()
+        config.parseOptions(["--metrics", "tcp:9100:interface=127.0.0.1"])
+        self.assertEqual(config["metrics"], "tcp:9100:interface=127.0.0.1")
+        config = Options()
+        config.parseOptions([])
+        self.assertIsNone(config["metrics"])
+
+    def test_extraMissing(self) -> None:
+        """Without ``prometheus_client`` the option says which extra to install."""
+        self.patch(importlib.util, "find_spec", lambda name: None)
+        with self.assertRaises(UsageError) as raised:
+            Options().parseOptions(["--metrics", "tcp:9100"])
+        self.assertIn("pip install 'scgi-twisted[metrics]'", str(raised.exception))
+        self.assertTrue(str(raised.exception).startswith("--metrics: "))

@@ -1,6 +1,6 @@
 """Tests for ``twistd scgi --metrics``: one process, and ``--workers`` summed.
 
-The real command runs as a subprocess (the harness of ``test_workers``); the test
+The real command runs as a subprocess (``tests.support.processes``); the test
 scrapes ``/metrics`` over HTTP as Prometheus would and reads the exposition with
 ``prometheus_client``'s parser.  Workers report their counts every half second, so
 each check waits (at most the harness's deadline) until the scrape shows exactly the
@@ -18,8 +18,15 @@ from collections.abc import Callable
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from .test_plugin import STOPPED, TWISTD, Server, request, temporaryDirectory
-from .test_workers import Supervised, waitUntil
+from .support.processes import (
+    STOPPED,
+    TWISTD,
+    Server,
+    Supervised,
+    request,
+    temporaryDirectory,
+    waitUntil,
+)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
