@@ -116,6 +116,14 @@ SERVERS: dict[str, Server] = {
     for s in (
         Server("scgi_twisted", "scgi_twisted", "scgi_twisted_app.py", "scgi"),
         Server(
+            "scgi_twisted_metrics",
+            "scgi_twisted, metrics on",
+            "scgi_twisted_app.py",
+            "scgi",
+            ("prometheus_client",),
+            args=("--metrics",),
+        ),
+        Server(
             "scgi_twisted_asyncio",
             "scgi_twisted asyncio",
             "scgi_twisted_app.py",
@@ -192,6 +200,7 @@ TARGETS = (
     Target("post1m-c8", "baseline", 1.0),
     Target("big-c8", "baseline", 1.0),
     Target("hello-c32", "twistd_nolog", 0.85, subject="twistd"),
+    Target("hello-c32", "scgi_twisted", 0.95, subject="scgi_twisted_metrics"),
 )
 
 
@@ -276,6 +285,7 @@ def check_prerequisites(
         "flup": "flup.server.scgi",
         "scgi": "scgi.scgi_server",
         "uvloop": "uvloop",
+        "prometheus_client": "prometheus_client",
     }
     for server in servers:
         for need in server.needs:
