@@ -21,7 +21,6 @@ and beside the environ mapping in the package's layers.
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Sequence
 from functools import lru_cache
@@ -31,11 +30,10 @@ from twisted.internet import tcp, unix
 from twisted.logger import Logger
 from twisted.web import resource as _resource
 from twisted.web import server as _server
-from twisted.web.http import HTTPFactory, Request
+from twisted.web.http import Request
 from twisted.web.http_headers import Headers
 
 __all__ = [
-    "AccessLogHook",
     "addRawHeaders",
     "answerStar",
     "applyEncoder",
@@ -411,54 +409,6 @@ def closeWithoutShutdown(port: Any) -> None:
         port._shouldShutdown = False
     else:
         port.socket = _NoShutdown(port.socket)
-
-
-# --- HTTPFactory._openLogFile ------------------------------------------------------
-
-OPEN_LOG_FILE_HOOK = callable(getattr(HTTPFactory, "_openLogFile", None))
-"""Whether ``HTTPFactory`` still opens its access log with ``_openLogFile``."""
-
-
-class AccessLogHook(HTTPFactory):
-    """A mixin that opens the access log with :meth:`openAccessLog` (public name).
-
-    Private name: ``HTTPFactory._openLogFile``, which Twisted's docstring invites
-    subclasses to override ("e.g. to use twisted.python.logfile").
-
-    Why: ``twistd scgi --access-log -`` writes the access log to standard output.
-
-    Fallback: without the method, :meth:`startFactory` lets ``HTTPFactory`` start
-    without a ``logPath`` and then sets the public ``logFile`` to what
-    :meth:`openAccessLog` returns: the same log file.
-
-    Upstream: a public ``openLogFile`` hook (the same method without the ``_``).
-
-    Put it first among the bases: ``class MySite(AccessLogHook, Site)``.
-    """
-
-    def openAccessLog(self, path: str | bytes) -> Any:
-        """Open the access log at ``path``, as ``HTTPFactory`` does by default."""
-        if OPEN_LOG_FILE_HOOK:
-            return HTTPFactory._openLogFile(self, path)
-        return open(path, "a", 1, newline="\n")
-
-    def _openLogFile(self, path: str | bytes) -> Any:
-        """Twisted's hook: hand over to :meth:`openAccessLog`."""
-        return self.openAccessLog(path)
-
-    def startFactory(self) -> None:
-        """Start, opening the log with :meth:`openAccessLog` in either case."""
-        if OPEN_LOG_FILE_HOOK:
-            super().startFactory()
-            return
-        path = self.logPath
-        self.logPath = None
-        try:
-            super().startFactory()
-        finally:
-            self.logPath = path
-        if path:
-            self.logFile = self.openAccessLog(os.fspath(path))
 
 
 # --- server.Request's own state: SCGIRequest's lean paths ---------------------------

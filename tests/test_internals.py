@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import io
 import os
 import socket
 import tempfile
@@ -52,7 +51,6 @@ import scgi_twisted
 from scgi_twisted import _internals
 from scgi_twisted._clientendpoint import describeEndpoint
 from scgi_twisted._internals import (
-    AccessLogHook,
     addRawHeaders,
     clientEndpointAddress,
     closeWithoutShutdown,
@@ -93,7 +91,6 @@ class PrivatePathsTests(SynchronousTestCase):
             "FORM_FLAG",
             "ADOPT_PRIVATE",
             "SHUTDOWN_FLAG",
-            "OPEN_LOG_FILE_HOOK",
             "PRIVATE_ENDPOINTS",
             "REQUEST_STATE",
         ):
@@ -394,52 +391,6 @@ class ListeningSocketTests(SynchronousTestCase):
             [(self.listener.fileno(), socket.AF_UNIX, factory)],
         )
         self.assertEqual([e["log_level"] for e in events], [LogLevel.warn])
-
-
-class _Log(io.StringIO):
-    """An access log that remembers whether it was closed."""
-
-
-class _HookedSite(AccessLogHook, Site):
-    """A site whose access log is an in-memory file."""
-
-    opened: list[str | bytes]
-
-    def openAccessLog(self, path: str | bytes) -> _Log:
-        """Record the path and return a new in-memory log."""
-        self.opened.append(path)
-        return _Log()
-
-
-class AccessLogHookTests(SynchronousTestCase):
-    """``AccessLogHook`` (``HTTPFactory._openLogFile``), both ways."""
-
-    def started(self) -> _HookedSite:
-        """Return a started site with ``logPath`` set."""
-        site = _HookedSite(Resource(), logPath="access.log")
-        site.opened = []
-        site.startFactory()
-        self.addCleanup(site.stopFactory)
-        return site
-
-    def test_sameLogBothWays(self) -> None:
-        """The site logs to what ``openAccessLog`` returned (25.5.0, 26.10.0)."""
-        private = self.started()
-        with switchedOff("OPEN_LOG_FILE_HOOK"):
-            fallback = self.started()
-        for site in (private, fallback):
-            self.assertEqual(site.opened, [os.path.abspath("access.log")])
-            self.assertIsInstance(site.logFile, _Log)
-            self.assertEqual(site.logPath, os.path.abspath("access.log"))
-        self.assertFalse(os.path.exists("access.log"))
-
-    def test_defaultOpensTheFile(self) -> None:
-        """Without an override, ``openAccessLog`` appends to the file, as Twisted."""
-        path = self.mktemp()
-        Path(path).write_text("old\n", encoding="utf-8")
-        with AccessLogHook().openAccessLog(path) as log:
-            log.write("new\n")
-        self.assertEqual(Path(path).read_text(encoding="utf-8"), "old\nnew\n")
 
 
 # --- the seam holds -----------------------------------------------------------------
