@@ -10,8 +10,11 @@ prints the least CPU microseconds per request of each::
 
     python bench/channel.py --baseline main
     python bench/channel.py --baseline main --blocks nginx,apache --rounds 9
+    python bench/channel.py --metrics
 
-``--baseline REV`` measures the tree at that git revision beside this one.
+``--baseline REV`` measures the tree at that git revision beside this one;
+``--metrics`` measures this tree once more with the site counting its work (the
+counts ``twistd scgi --metrics`` serves; the exposition is not on the request path).
 """
 
 from __future__ import annotations
@@ -46,8 +49,12 @@ class Hello(Resource):
 root = Resource()
 root.putChild(b"hello", Hello())
 root.putChild(b"app", root)
-site = SCGISite(root, reactor=Clock())
+clock = Clock()
+site = SCGISite(root, reactor=clock)
 site.log = lambda request: None
+if sys.argv[5] == "metrics":
+    from scgi_twisted._metrics import Metrics
+    site.metrics = Metrics(clock.seconds)
 done = Failure(ConnectionDone())
 number = int(sys.argv[3])
 figures = {}
@@ -75,10 +82,11 @@ print(json.dumps(figures))
 """
 
 
-def run(tree: str, number: int, blocks: str) -> dict[str, float]:
+def run(tree: str, number: int, blocks: str, metrics: bool) -> dict[str, float]:
     """Measure one tree in a new process; return CPU µs per request by block."""
+    mode = "metrics" if metrics else "plain"
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, tree, HERE, str(number), blocks],
+        [sys.executable, "-c", CHILD, tree, HERE, str(number), blocks, mode],
         check=True,
         capture_output=True,
         text=True,
@@ -94,9 +102,14 @@ def main() -> int:
     options.add_argument("--number", type=int, default=2000, help="requests per round")
     options.add_argument("--rounds", type=int, default=5, help="alternations")
     options.add_argument("--blocks", default="nginx,apache,lighttpd,loadgen")
+    options.add_argument(
+        "--metrics", action="store_true", help="also this tree with metrics on"
+    )
     args = options.parse_args()
     with tempfile.TemporaryDirectory() as where:
-        trees = {"this tree": REPO}
+        trees = {"this tree": (REPO, False)}
+        if args.metrics:
+            trees["metrics on"] = (REPO, True)
         if args.baseline:
             archive = subprocess.run(
                 ["git", "-C", REPO, "archive", args.baseline, "scgi_twisted"],
@@ -104,11 +117,13 @@ def main() -> int:
                 capture_output=True,
             ).stdout
             subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
-            trees[args.baseline] = where
+            trees[args.baseline] = (where, False)
         best: dict[str, dict[str, float]] = {label: {} for label in trees}
         for _ in range(args.rounds):
-            for label, tree in trees.items():
-                for block, figure in run(tree, args.number, args.blocks).items():
+            for label, (tree, metrics) in trees.items():
+                for block, figure in run(
+                    tree, args.number, args.blocks, metrics
+                ).items():
                     previous = best[label].get(block, float("inf"))
                     best[label][block] = min(previous, figure)
         print(f"CPU µs per request through the channel (best of {args.rounds} rounds)")
@@ -117,7 +132,7 @@ def main() -> int:
             figures = [best[label][block] for label in trees]
             line = f"{block:10} " + " ".join(f"{f:12.1f}" for f in figures)
             if len(figures) > 1:
-                line += f"  {figures[1] / figures[0]:4.2f}x"
+                line += "  " + " ".join(f"{f / figures[0]:4.2f}x" for f in figures[1:])
             print(line)
     return 0
 
