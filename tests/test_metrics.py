@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -31,6 +30,8 @@ from scgi_twisted import SCGISite
 from scgi_twisted._options import Options
 from scgi_twisted.metrics import enableMetrics, metricsSite
 from scgi_twisted.testing import SCGITestClient
+
+from .support.metrics import Samples, parseSamples
 
 
 class _Hello(Resource):
@@ -80,7 +81,7 @@ def _root(clock: Clock) -> Resource:
     return root
 
 
-def scrape(registry: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(registry: Any) -> Samples:
     """Scrape ``/metrics`` of ``metricsSite(registry)`` over in-memory HTTP.
 
     :returns: every sample, by name and sorted labels.
@@ -93,14 +94,10 @@ def scrape(registry: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
     head, _, body = transport.value().partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200 "), head
     assert b"content-type: text/plain; version=0.0.4; charset=utf-8" in head.lower()
-    samples = {}
-    for family in text_string_to_metric_families(body.decode("utf-8")):
-        for sample in family.samples:
-            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
+    return parseSamples(body.decode("utf-8"))
 
 
-def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+def value(samples: Samples, name: str, **labels: str) -> float:
     """Return one sample's value; a missing sample fails the test."""
     return samples[name, tuple(sorted(labels.items()))]
 

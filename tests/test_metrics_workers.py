@@ -15,9 +15,10 @@ import socket
 import urllib.request
 from collections.abc import Callable
 
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
+from .support.frontends import freePort
+from .support.metrics import SampleKey, Samples, parseSamples
 from .support.processes import (
     STOPPED,
     TWISTD,
@@ -28,16 +29,7 @@ from .support.processes import (
     waitUntil,
 )
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
 GET_2XX = ("scgi_requests_total", (("method", "GET"), ("status", "2xx")))
-
-
-def freePort() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(port: int) -> Samples:
@@ -45,16 +37,10 @@ def scrape(port: int) -> Samples:
     url = f"http://127.0.0.1:{port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode("utf-8")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
+    return parseSamples(text)
 
 
-def waitForSample(
-    port: int, key: tuple[str, tuple[tuple[str, str], ...]], expected: float
-) -> Samples:
+def waitForSample(port: int, key: SampleKey, expected: float) -> Samples:
     """Scrape until sample ``key`` equals ``expected``; return that scrape.
 
     :raises AssertionError: if it never does within the deadline (the last value
