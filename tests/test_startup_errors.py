@@ -38,7 +38,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from scgi_twisted._service import _listenProblem
 from scgi_twisted.tap import Options, SCGIService, StartupError, makeService
 
-from .support.processes import TWIST, TWISTD, environment, temporaryDirectory
+from .support.processes import (
+    TWIST,
+    TWISTD,
+    environment,
+    temporaryDirectory,
+    waitUntil,
+)
 
 MODULES = {
     "scgi_boom.py": '''
@@ -372,7 +378,10 @@ class CommandLineTests(SynchronousTestCase):
         log = (self.directory / "twistd.log").read_text(encoding="utf-8")
         self.assertIn(f"twistd scgi: cannot listen on 127.0.0.1:{port}", log)
         self.assertNotIn("Traceback", log)
-        self.assertFalse((self.directory / "twistd.pid").exists(), result)
+        # The daemon reports the error to the parent, which exits at once, and then
+        # shuts down, removing its pid file: wait for that, within the deadline.
+        pidFile = self.directory / "twistd.pid"
+        waitUntil(lambda: not pidFile.exists(), f"twistd.pid removed ({result})")
 
     def test_unknownOption(self) -> None:
         """An unknown option is a short usage error too."""
