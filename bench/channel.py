@@ -10,11 +10,22 @@ prints the least CPU microseconds per request of each::
 
     python bench/channel.py --baseline main
     python bench/channel.py --baseline main --blocks nginx,apache --rounds 9
-    python bench/channel.py --metrics
+    python bench/channel.py --metrics --floor
+    python bench/channel.py --instructions --metrics --floor
 
 ``--baseline REV`` measures the tree at that git revision beside this one;
 ``--metrics`` measures this tree once more with the site counting its work (the
-counts ``twistd scgi --metrics`` serves; the exposition is not on the request path).
+counts ``twistd scgi --metrics`` serves; the exposition is not on the request path);
+``--floor`` measures the least channel that feeds stock ``server.Request``s
+(``bench/servers/stock_request.py``: no checks, no limits, no timers) on the same
+tree, which no channel built on twisted.web's ``Request`` can go below.
+
+``--instructions`` counts instead the instructions executed per request, under
+valgrind's callgrind (it needs ``valgrind``): the difference between a run of
+``--number`` requests and one of a tenth as many, divided by the difference in
+requests, so that start-up cancels out.  The count does not depend on what else
+the machine is doing, which CPU time does: use it to compare variants on a shared
+or noisy machine.  It takes about a minute per tree and block.
 """
 
 from __future__ import annotations
@@ -22,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,9 +63,15 @@ root = Resource()
 root.putChild(b"hello", Hello())
 root.putChild(b"app", root)
 clock = Clock()
-site = SCGISite(root, reactor=clock)
+mode = sys.argv[5]
+if mode == "floor":
+    sys.path.insert(0, sys.argv[2] + "/servers")
+    from stock_request import StockRequestSite
+    site = StockRequestSite(root, reactor=clock)
+else:
+    site = SCGISite(root, reactor=clock)
 site.log = lambda request: None
-if sys.argv[5] == "metrics":
+if mode == "metrics":
     from scgi_twisted._metrics import Metrics
     site.metrics = Metrics(clock.seconds)
 done = Failure(ConnectionDone())
@@ -69,6 +88,10 @@ for name in sys.argv[4].split(","):
         return transport.value()
     answer = one()
     assert answer.startswith(b"Status: 200 OK"), answer[:200]
+    if sys.argv[6] == "count":
+        for _ in range(number):
+            one()
+        continue
     for _ in range(number // 10):
         one()
     best = float("inf")
@@ -82,17 +105,53 @@ print(json.dumps(figures))
 """
 
 
-def run(tree: str, number: int, blocks: str, metrics: bool) -> dict[str, float]:
-    """Measure one tree in a new process; return CPU µs per request by block."""
-    mode = "metrics" if metrics else "plain"
+def run(tree: str, number: int, blocks: str, mode: str) -> dict[str, float]:
+    """Measure one tree in a new process; return CPU µs per request by block.
+
+    :param mode: ``plain``, ``metrics`` (counting on) or ``floor`` (the stock floor).
+    """
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, tree, HERE, str(number), blocks, mode],
+        [sys.executable, "-c", CHILD, tree, HERE, str(number), blocks, mode, "time"],
         check=True,
         capture_output=True,
         text=True,
     )
     figures: dict[str, float] = json.loads(result.stdout)
     return figures
+
+
+def _executed(tree: str, number: int, block: str, mode: str) -> int:
+    """Return the instructions a child serving ``number`` requests executes."""
+    child = [sys.executable, "-c", CHILD, tree, HERE, str(number), block, mode]
+    result = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            *child,
+            "count",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if found is None:
+        raise SystemExit("callgrind reported no count:\n" + result.stderr[-2000:])
+    return int(found.group(1))
+
+
+def count(tree: str, number: int, blocks: str, mode: str) -> dict[str, float]:
+    """Return thousands of instructions per request by block (see the docstring)."""
+    few = max(1, number // 10)
+    return {
+        block: (
+            _executed(tree, number, block, mode) - _executed(tree, few, block, mode)
+        )
+        / (number - few)
+        / 1000
+        for block in blocks.split(",")
+    }
 
 
 def main() -> int:
@@ -105,11 +164,29 @@ def main() -> int:
     options.add_argument(
         "--metrics", action="store_true", help="also this tree with metrics on"
     )
+    options.add_argument(
+        "--floor", action="store_true", help="also the stock-Request floor"
+    )
+    options.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request (callgrind) instead of CPU time",
+    )
     args = options.parse_args()
+    measure = run
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            print("--instructions needs valgrind (apt-get install valgrind)")
+            return 2
+        measure = count
+        if "--rounds" not in sys.argv:
+            args.rounds = 1  # a count does not vary from one round to the next
     with tempfile.TemporaryDirectory() as where:
-        trees = {"this tree": (REPO, False)}
+        trees = {"this tree": (REPO, "plain")}
         if args.metrics:
-            trees["metrics on"] = (REPO, True)
+            trees["metrics on"] = (REPO, "metrics")
+        if args.floor:
+            trees["stock floor"] = (REPO, "floor")
         if args.baseline:
             archive = subprocess.run(
                 ["git", "-C", REPO, "archive", args.baseline, "scgi_twisted"],
@@ -117,16 +194,17 @@ def main() -> int:
                 capture_output=True,
             ).stdout
             subprocess.run(["tar", "-x", "-C", where], input=archive, check=True)
-            trees[args.baseline] = (where, False)
+            trees[args.baseline] = (where, "plain")
         best: dict[str, dict[str, float]] = {label: {} for label in trees}
         for _ in range(args.rounds):
-            for label, (tree, metrics) in trees.items():
-                for block, figure in run(
-                    tree, args.number, args.blocks, metrics
+            for label, (tree, mode) in trees.items():
+                for block, figure in measure(
+                    tree, args.number, args.blocks, mode
                 ).items():
                     previous = best[label].get(block, float("inf"))
                     best[label][block] = min(previous, figure)
-        print(f"CPU µs per request through the channel (best of {args.rounds} rounds)")
+        unit = "k instructions" if args.instructions else "CPU µs"
+        print(f"{unit} per request through the channel (best of {args.rounds} rounds)")
         print(f"{'block':10} " + " ".join(f"{label:>12}" for label in trees) + "  gain")
         for block in args.blocks.split(","):
             figures = [best[label][block] for label in trees]
