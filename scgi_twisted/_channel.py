@@ -388,7 +388,8 @@ class SCGIChannel(Connection):
         request.parseCookies()
         request.gotLength(event.content_length)
         self._request = request
-        self._countStarted()
+        if self.metrics is not None:
+            self._countStarted()
         if event.content_length > _LARGE_BODY and hasattr(self.transport, "bufferSize"):
             # Fewer, larger reads for a large body (the transport reads bufferSize
             # bytes at a time); still a small, fixed bound per connection.
@@ -493,7 +494,8 @@ class SCGIChannel(Connection):
         request = self._request
         self._request = None
         if request is not None:
-            self._countEnded(request, gone)
+            if self._started is not None:
+                self._countEnded(request, gone)
             request.connectionLost(reason)
         upload, self._upload = self._upload, None
         if upload is not None:
@@ -576,7 +578,8 @@ class SCGIChannel(Connection):
     def requestDone(self, request: object) -> None:
         """The response is complete: close once the request is fully read."""
         self._request = None
-        self._countEnded(request, None)
+        if self._started is not None:
+            self._countEnded(request, None)
         phase = self.phase
         if phase is _CLOSED:
             return

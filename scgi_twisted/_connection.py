@@ -330,20 +330,19 @@ class Connection(Protocol):
     # What the site counts and logs.
 
     def _countStarted(self) -> None:
-        """A request's header block is in: count it in flight (with metrics)."""
-        if self.metrics is not None:
-            self._started = self.metrics.requestStarted()
+        """A request's header block is in: count it in flight (with metrics only)."""
+        assert self.metrics is not None
+        self._started = self.metrics.requestStarted()
 
     def _countEnded(self, request: Any, gone: bool | None) -> None:
-        """Count the end of a request counted in flight.
+        """Count the end of a request counted in flight (``_started`` is set).
 
         :param gone: ``None`` if its response is complete; otherwise whether the
             client went away.
         """
         started, self._started = self._started, None
         metrics = self.metrics
-        if started is None or metrics is None:
-            return
+        assert started is not None and metrics is not None
         sent = getattr(request, "sentLength", 0)
         if gone is None:
             method, code = request.method, request.code

@@ -55,6 +55,11 @@ _METHOD_LABELS = {method: method.decode("ascii") for method in METHODS}
 
 _STATUS_LABELS = {digit: f"{digit}xx" for digit in range(1, 6)}
 
+# The label pair of each (method, status) a request can end with, filled as they
+# come: the standard methods times the status codes an application sets, a bounded
+# set (any other method shares the ``other`` entries of its status code).
+_KEYS: dict[tuple[bytes, int], tuple[str, str]] = {}
+
 
 def methodLabel(method: bytes) -> str:
     """Return the ``method`` label of a request: its method if standard, else other.
@@ -141,7 +146,11 @@ class Metrics:
         :param sent: the response body's length as written, in bytes.
         """
         self.in_flight -= 1
-        key = (methodLabel(method), statusLabel(code))
+        key = _KEYS.get((method, code))
+        if key is None:
+            key = (methodLabel(method), statusLabel(code))
+            if method in METHODS:
+                _KEYS[method, code] = key
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
         duration = self.clock() - started
