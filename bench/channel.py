@@ -71,6 +71,7 @@ if mode == "floor":
 else:
     site = SCGISite(root, reactor=clock)
 site.log = lambda request: None
+site.doStart()  # as when it listens
 if mode == "metrics":
     from scgi_twisted._metrics import Metrics
     site.metrics = Metrics(clock.seconds)

@@ -35,6 +35,7 @@ from ._bodies import (
     PooledBody,
 )
 from ._channel import SCGIChannel, SCGIConfig
+from ._deadlines import Deadlines
 from ._descriptors import DescriptorGuard
 from ._internals import siteParsesForms
 from ._metrics import Metrics
@@ -238,6 +239,7 @@ class SCGISite(Site):
     spool_threshold: int = DEFAULT_SPOOL_THRESHOLD
     _origin: Site | None = None
     metrics: Metrics | None = None
+    _deadlines: Deadlines | None = None
 
     def __init__(
         self,
@@ -340,7 +342,19 @@ class SCGISite(Site):
         channel.config = self.config
         channel.tracker = self
         channel.metrics = self.metrics
+        channel.callLater = self._deadlinesFor().call
         return channel
+
+    def _deadlinesFor(self) -> Deadlines:
+        """Return the queues of the connections' deadlines (see ``_deadlines``).
+
+        They are made on first use, on the site's reactor, which a test may replace
+        after the site is built.
+        """
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.reactor is not self.reactor:
+            deadlines = self._deadlines = Deadlines(self.reactor)
+        return deadlines
 
     def _refused(self, reason: str) -> None:
         """Count a refused connection, if the site keeps metrics."""
@@ -531,6 +545,7 @@ class SCGISite(Site):
 
     def startFactory(self) -> None:
         """Open the access log, or start the shared site so that its log is open."""
+        self._deadlinesFor().lazy = True
         if self._origin is not None:
             self._origin.doStart()  # type: ignore[no-untyped-call]
         else:
@@ -538,6 +553,8 @@ class SCGISite(Site):
 
     def stopFactory(self) -> None:
         """Close the access log, or release the shared site."""
+        if self._deadlines is not None:
+            self._deadlines.stopIdle()
         if self._origin is not None:
             self._origin.doStop()  # type: ignore[no-untyped-call]
         else:

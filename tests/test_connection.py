@@ -200,7 +200,7 @@ class TimerTests(_Connected):
     """The phase deadlines are one timer, moved from phase to phase."""
 
     def test_headerDeadlineBecomesIdleDeadline(self) -> None:
-        """The header deadline is re-armed as the idle deadline: one call throughout.
+        """The header deadline is moved to the idle deadline: one call at a time.
 
         Each read of the body moves it; the complete request stops it, and the
         application then has all the time it needs.
@@ -210,7 +210,7 @@ class TimerTests(_Connected):
         self.assertEqual(call.getTime(), 3.0)
         self.clock.advance(2)
         channel.dataReceived(encode_request(b"POST", b"/", (), (), 2) + b"a")
-        self.assertEqual(self.clock.getDelayedCalls(), [call])
+        (call,) = self.clock.getDelayedCalls()
         self.assertEqual(call.getTime(), 12.0)
         self.clock.advance(5)
         channel.dataReceived(b"b")

@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     # 4: the site, what it guards its listeners with, and the resources served on
     # it; the package's public names (``__init__``) re-export this layer and below.
     "_descriptors": 4,
+    "_deadlines": 4,
     "_accesslog": 4,
     "_site": 4,
     "_defaultpage": 4,
