@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -883,22 +883,47 @@ def _measure_runs(
     pids = process_tree(process.pid)
     cell.peak_rss_mib = rss_mib(pids, "VmHWM")
     cell.rss_growth_mib = cell.peak_rss_mib - cell.rss_before_mib
-    keys = {
-        "rps": lambda r: r["rps"],
-        "p50_ms": lambda r: r["latency_ms"]["p50"],
-        "p99_ms": lambda r: r["latency_ms"]["p99"],
-        "cpu_us_per_req": lambda r: r["server_cpu_us_per_req"],
-        "server_core_busy": lambda r: r["server_core_busy"],
-        "client_core_busy": lambda r: r["client_core_busy"],
-        "server_core_other": lambda r: r["server_core_other"],
-        "server_core_steal": lambda r: r["server_core_steal"],
-        "peak_rss_mib": lambda r: r["peak_rss_mib"],
-    }
-    if frontend is not None:
-        keys["nginx_cpu_us_per_req"] = lambda r: r["nginx_cpu_us_per_req"]
+    _summarize(cell)
+
+
+_MEDIANS: dict[str, Callable[[dict[str, Any]], float]] = {
+    "rps": lambda r: r["rps"],
+    "p50_ms": lambda r: r["latency_ms"]["p50"],
+    "p99_ms": lambda r: r["latency_ms"]["p99"],
+    "cpu_us_per_req": lambda r: r["server_cpu_us_per_req"],
+    "server_core_busy": lambda r: r["server_core_busy"],
+    "client_core_busy": lambda r: r["client_core_busy"],
+    "server_core_other": lambda r: r["server_core_other"],
+    "server_core_steal": lambda r: r["server_core_steal"],
+    "peak_rss_mib": lambda r: r["peak_rss_mib"],
+    "nginx_cpu_us_per_req": lambda r: r["nginx_cpu_us_per_req"],
+}
+
+
+def _summarize(cell: Cell) -> None:
+    """Set the cell's medians from its runs."""
     cell.median = {
-        k: statistics.median(f(r) for r in cell.runs) for k, f in keys.items()
+        k: statistics.median(f(r) for r in cell.runs)
+        for k, f in _MEDIANS.items()
+        if k != "nginx_cpu_us_per_req" or "nginx_cpu_us_per_req" in cell.runs[0]
     }
+
+
+def merge_rounds(first: Cell, later: Cell) -> None:
+    """Add the runs of a later round to ``first``'s and take the medians of all.
+
+    A round measures every server once more, after the others: a drift of the
+    machine during the benchmark then touches each server alike.
+    """
+    first.runs += later.runs
+    first.contended += later.contended
+    first.problems += [p for p in later.problems if p not in first.problems]
+    if later.rss_growth_mib > first.rss_growth_mib:
+        first.rss_before_mib = later.rss_before_mib
+        first.peak_rss_mib = later.peak_rss_mib
+        first.rss_growth_mib = later.rss_growth_mib
+    if first.runs:
+        _summarize(first)
 
 
 # --- the report ----------------------------------------------------------------
@@ -1081,6 +1106,33 @@ def _choose(value: str, known: dict[str, Any], what: str) -> list[str]:
     return chosen
 
 
+def _measure_cell(
+    cells: dict[tuple[str, str, str], Cell],
+    scenario: Scenario,
+    transport: str,
+    server: Server,
+    opts: Options,
+) -> None:
+    """Measure one (scenario, transport, server), adding to an earlier round's."""
+    print(f"  {scenario.key:<16} {transport:<5} {server.key:<16}", end=" ", flush=True)
+    cell = measure(scenario, transport, server, opts)
+    key = (scenario.key, transport, server.key)
+    if cell.skipped:
+        print("skipped:", cell.skipped, flush=True)
+    elif cell.median:
+        print(
+            f"{cell.median['rps']:9.0f} req/s"
+            + ("  ! " + "; ".join(cell.problems) if cell.problems else ""),
+            flush=True,
+        )
+    else:
+        print("FAILED:", "; ".join(cell.problems), flush=True)
+    if key in cells:
+        merge_rounds(cells[key], cell)
+    else:
+        cells[key] = cell
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the exit status."""
     parser = argparse.ArgumentParser(
@@ -1090,6 +1142,13 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="1 run of 1 s each, short warm-ups"
     )
     parser.add_argument("--runs", type=int, help="runs per figure, median kept (3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every server this many times, one after the other, and keep "
+        "the median of all their runs (1)",
+    )
     parser.add_argument("--duration", type=float, help="seconds per run (3)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds (1)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -1178,30 +1237,13 @@ def main(argv: list[str] | None = None) -> int:
     cells: dict[tuple[str, str, str], Cell] = {}
     started_at = time.time()
     try:
-        for scenario in scenarios:
-            for transport in transports:
-                for server in servers:
-                    print(
-                        f"  {scenario.key:<16} {transport:<5} {server.key:<16}",
-                        end=" ",
-                        flush=True,
-                    )
-                    cell = measure(scenario, transport, server, opts)
-                    cells[(scenario.key, transport, server.key)] = cell
-                    if cell.skipped:
-                        print("skipped:", cell.skipped, flush=True)
-                    elif cell.median:
-                        print(
-                            f"{cell.median['rps']:9.0f} req/s"
-                            + (
-                                "  ! " + "; ".join(cell.problems)
-                                if cell.problems
-                                else ""
-                            ),
-                            flush=True,
-                        )
-                    else:
-                        print("FAILED:", "; ".join(cell.problems), flush=True)
+        for round_ in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {round_ + 1} of {args.rounds}", flush=True)
+            for scenario in scenarios:
+                for transport in transports:
+                    for server in servers:
+                        _measure_cell(cells, scenario, transport, server, opts)
     except KeyboardInterrupt:
         print("\ninterrupted: reporting what was measured", file=sys.stderr)
     finally:
@@ -1210,7 +1252,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.time() - started_at
     print()
     print(
-        f"scgi_twisted benchmark: median of {runs} run(s) of {duration:g} s; server on "
+        f"scgi_twisted benchmark: median of {runs} run(s) of {duration:g} s"
+        + (f" in each of {args.rounds} rounds" if args.rounds > 1 else "")
+        + "; server on "
         f"CPU {opts.server_cpu}, load generator (and nginx) on CPU {opts.load_cpu}"
     )
     print(
@@ -1238,6 +1282,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "options": {
             "runs": runs,
+            "rounds": args.rounds,
             "duration_s": duration,
             "warmup_s": warmup,
             "server_cpu": opts.server_cpu,
