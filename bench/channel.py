@@ -206,7 +206,11 @@ def main() -> int:
                     best[label][block] = min(previous, figure)
         unit = "k instructions" if args.instructions else "CPU µs"
         print(f"{unit} per request through the channel (best of {args.rounds} rounds)")
-        print(f"{'block':10} " + " ".join(f"{label:>12}" for label in trees) + "  gain")
+        print(
+            f"{'block':10} "
+            + " ".join(f"{label:>12}" for label in trees)
+            + "  each ÷ this tree"
+        )
         for block in args.blocks.split(","):
             figures = [best[label][block] for label in trees]
             line = f"{block:10} " + " ".join(f"{f:12.1f}" for f in figures)
