@@ -18,7 +18,9 @@ prints the least CPU microseconds per request of each::
 counts ``twistd scgi --metrics`` serves; the exposition is not on the request path);
 ``--floor`` measures the least channel that feeds stock ``server.Request``s
 (``bench/servers/stock_request.py``: no checks, no limits, no timers) on the same
-tree, which no channel built on twisted.web's ``Request`` can go below.
+tree, which no channel built on twisted.web's ``Request`` can go below;
+``--minimal`` the minimal protocol (``bench/servers/minimal_twisted.py``: no
+``twisted.web`` at all).
 
 ``--instructions`` counts instead the instructions executed per request, under
 valgrind's callgrind (it needs ``valgrind``): the difference between a run of
@@ -68,6 +70,11 @@ if mode == "floor":
     sys.path.insert(0, sys.argv[2] + "/servers")
     from stock_request import StockRequestSite
     site = StockRequestSite(root, reactor=clock)
+elif mode == "minimal":
+    sys.path.insert(0, sys.argv[2] + "/servers")
+    from minimal_twisted import MinimalSCGI
+    from twisted.internet.protocol import Factory
+    site = Factory.forProtocol(MinimalSCGI)
 else:
     site = SCGISite(root, reactor=clock)
 site.log = lambda request: None
@@ -169,6 +176,9 @@ def main() -> int:
         "--floor", action="store_true", help="also the stock-Request floor"
     )
     options.add_argument(
+        "--minimal", action="store_true", help="also the minimal Twisted protocol"
+    )
+    options.add_argument(
         "--instructions",
         action="store_true",
         help="count instructions per request (callgrind) instead of CPU time",
@@ -188,6 +198,8 @@ def main() -> int:
             trees["metrics on"] = (REPO, "metrics")
         if args.floor:
             trees["stock floor"] = (REPO, "floor")
+        if args.minimal:
+            trees["minimal"] = (REPO, "minimal")
         if args.baseline:
             archive = subprocess.run(
                 ["git", "-C", REPO, "archive", args.baseline, "scgi_twisted"],
