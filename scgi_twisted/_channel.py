@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import socket
 import sys
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
@@ -194,8 +195,23 @@ def _addresses(environ: dict[str, bytes]) -> tuple[IAddress, IPv4Address, bool]:
         peer = IPv6Address("TCP", host, port)
     else:
         peer = IPv4Address("TCP", host, port)
-    server_host, server_port = server_address(environ, secure)
-    return peer, IPv4Address("TCP", server_host, server_port), secure
+    return peer, _serverAddress(*server_address(environ, secure)), secure
+
+
+SERVER_ADDRESSES_CACHED = 256
+"""How many server addresses :func:`_serverAddress` remembers (least recently used
+first out): a site is addressed under a handful of names."""
+
+
+@lru_cache(maxsize=SERVER_ADDRESSES_CACHED)
+def _serverAddress(host: str, port: int) -> IPv4Address:
+    """Return the address a client addressed, shared by the requests that name it.
+
+    ``IPv4Address`` is a value (compared and hashed by its fields) that twisted.web
+    never assigns to, so one instance can stand for every request with the same host
+    and port.
+    """
+    return IPv4Address("TCP", host, port)
 
 
 def _renderStreaming(request: _Request, resource: Any) -> None:
