@@ -406,10 +406,13 @@ class SCGIParser:
         # the same names in the same order request after request.
         shape = b"\0".join(names)
         if len(shape) <= LAYOUT_CACHED_SIZE and len(names) <= LAYOUT_CACHED_NAMES:
-            keys, scgi, merges = _cached_layout(shape, self.merge_duplicates)
+            keys, scgi, merges, template = _cached_layout(shape, self.merge_duplicates)
         else:
-            keys, scgi, merges = _layout(shape, self.merge_duplicates)
-        environ = dict(zip(keys, values, strict=True))
+            keys, scgi, merges, template = _layout(shape, self.merge_duplicates)
+        # A copy of the layout's dict already holds the names, in order, sized for
+        # them: filling in the values needs no resizing and no new key table.
+        environ = template.copy()
+        environ.update(zip(keys, values, strict=True))
         for key, indexes, separator in merges:
             if separator is None:  # a repeated HTTP_HOST: the last one was kept
                 continue
@@ -492,8 +495,10 @@ _Merge = tuple[str, tuple[int, ...], bytes | None]
 """A repeated name, the indexes of its values in arrival order, and the separator
 that joins them (``None``: the last value replaces the others)."""
 
-_Layout = tuple[tuple[str, ...], int, tuple[_Merge, ...]]
-"""The names decoded, the index of ``SCGI``, and the repeated names to merge."""
+_Layout = tuple[tuple[str, ...], int, tuple[_Merge, ...], dict[str, bytes]]
+"""The names decoded, the index of ``SCGI``, the repeated names to merge, and a dict
+of the distinct names in arrival order (with empty values), which is never changed:
+each request's environment starts as a copy of it."""
 
 
 def _layout(shape: bytes, merge: bool) -> _Layout:
@@ -517,7 +522,7 @@ def _layout(shape: bytes, merge: bool) -> _Layout:
         scgi = keys.index("SCGI")
     except ValueError:
         raise RemoteProtocolError(SCGIParser.ERR_NO_SCGI) from None
-    return tuple(keys), scgi, merges
+    return tuple(keys), scgi, merges, dict.fromkeys(keys, b"")
 
 
 _cached_layout = lru_cache(maxsize=LAYOUTS_CACHED)(_layout)
