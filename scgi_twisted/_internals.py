@@ -90,6 +90,12 @@ def headerKey(name: bytes) -> bytes:
     return key
 
 
+_headerKeys: dict[bytes, bytes] = {}
+"""The keys :func:`headerKey` gave, by name, for :func:`addRawHeaders`: a plain dict
+is the cheaper look-up per header.  It keeps the first :data:`HEADER_KEYS_CACHED`
+names and no more (a frontend's headers come early and stay the same)."""
+
+
 def addRawHeaders(target: Headers, headers: Sequence[tuple[bytes, bytes]]) -> None:
     """Add request headers to ``target``, as ``addRawHeader`` does for each, in order.
 
@@ -115,9 +121,13 @@ def addRawHeaders(target: Headers, headers: Sequence[tuple[bytes, bytes]]) -> No
             target.addRawHeader(name, value)
         return
     raw = target._rawHeaders
-    key = headerKey
+    known = _headerKeys
     for name, value in headers:
-        canonical = key(name)
+        canonical = known.get(name)
+        if canonical is None:
+            canonical = headerKey(name)
+            if len(known) < HEADER_KEYS_CACHED:
+                known[name] = canonical
         values = raw.get(canonical)
         if values is None:
             raw[canonical] = [value]
