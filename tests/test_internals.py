@@ -137,17 +137,21 @@ class AddRawHeadersTests(SynchronousTestCase):
             self.assertEqual(probe.getRawHeaders(headerKey(name)), [b"v"], name)
 
     def test_cacheIsBounded(self) -> None:
-        """The key cache is a ``functools.lru_cache`` that stays within its size.
+        """The key caches stay within their size, and a name past them still lands.
 
         Header names come from the peer: many distinct ones must not grow memory.
+        The key cache is a ``functools.lru_cache``; ``addRawHeaders``' own dict of
+        keys keeps no more than as many names.
         """
         info = headerKey.cache_info()
         self.assertEqual(info.maxsize, _internals.HEADER_KEYS_CACHED)
-        addRawHeaders(
-            Headers(),
-            [(b"x-%d" % n, b"") for n in range(_internals.HEADER_KEYS_CACHED + 50)],
-        )
+        filled = Headers()
+        names = [b"x-%d" % n for n in range(_internals.HEADER_KEYS_CACHED + 50)]
+        addRawHeaders(filled, [(name, b"v") for name in names])
         self.assertEqual(headerKey.cache_info().currsize, info.maxsize)
+        self.assertLessEqual(len(_internals._headerKeys), _internals.HEADER_KEYS_CACHED)
+        for name in names:
+            self.assertEqual(filled.getRawHeaders(name), [b"v"], name)
 
 
 class _Received(Request):
