@@ -77,6 +77,9 @@ _DIGITS = frozenset(b"0123456789")
 _COLON = ord(":")
 _COMMA = ord(",")
 _ZERO = ord("0")
+_LENGTH_WINDOW = 24
+"""How far the fast path looks for the length prefix's ``:``: past the digits of any
+header limit a parser has in practice (a longer prefix takes the careful path)."""
 
 
 class State(enum.Enum):
@@ -208,7 +211,6 @@ class SCGIParser:
         self.max_variables = max_variables
         self.max_body_size = max_body_size
         self.merge_duplicates = merge_duplicates
-        self._max_digits = len(str(max_header_size))
         self._state = State.LENGTH
         self._buffer = bytearray()
         self._body: deque[bytes] = deque()
@@ -291,9 +293,10 @@ class SCGIParser:
         verdict on a bad prefix never depends on how the reads split it.
         """
         buffer = self._buffer
-        limit = self._max_digits
-        # The usual case in one go: the whole prefix is here and valid.
-        colon = buffer.find(b":", 0, limit + 1)
+        # The usual case in one go: the whole prefix is here and valid.  A length
+        # within the limit, without a leading zero, has no more digits than the
+        # limit, so the window searched only has to be wide enough for any limit.
+        colon = buffer.find(b":", 0, _LENGTH_WINDOW)
         if colon > 0 and (colon == 1 or buffer[0] != _ZERO):
             digits = buffer[:colon]
             if digits.isdigit():
@@ -301,6 +304,7 @@ class SCGIParser:
                 if length <= self.max_header_size:
                     return self._length_read(colon, length)
         # Anything else is judged byte by byte, in arrival order.
+        limit = len(str(self.max_header_size))
         colon = -1
         for index in range(min(len(buffer), limit + 1)):
             byte = buffer[index]
