@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from http import HTTPStatus
+from typing import Any
 
 from ._errors import (
     BodyTooLargeError,
@@ -134,6 +135,28 @@ class RequestEnded:
 
 
 Event = HeadersReceived | BodyReceived | RequestEnded
+
+# The parser builds its HeadersReceived through the slots themselves: a frozen
+# dataclass's __init__ assigns each field through object.__setattr__, the slower way
+# to the same instance.
+_new_object = object.__new__
+_slots: dict[str, Any] = dict(vars(HeadersReceived))
+_set_environ = _slots["environ"].__set__
+_set_raw = _slots["raw"].__set__
+_set_content_length = _slots["content_length"].__set__
+del _slots
+
+
+def _headers_received(
+    environ: dict[str, bytes], raw: tuple[tuple[bytes, bytes], ...], length: int
+) -> HeadersReceived:
+    """Return ``HeadersReceived(environ, raw, length)``, built field by field."""
+    event = _new_object(HeadersReceived)
+    _set_environ(event, environ)
+    _set_raw(event, raw)
+    _set_content_length(event, length)
+    return event
+
 
 _REQUEST_ENDED = RequestEnded()
 """The one ``RequestEnded`` event: it has no fields, so every request can share it."""
@@ -430,7 +453,7 @@ class SCGIParser:
                 content_length = self._check_content_length(declared)  # raises
         else:
             content_length = self._check_content_length(declared)
-        return HeadersReceived(
+        return _headers_received(
             environ, tuple(zip(names, values, strict=True)), content_length
         )
 

@@ -1838,3 +1838,22 @@ class LayoutTests(SansIOTestCase):
             self.assertEqual(
                 (after.hits - before.hits, after.misses - before.misses), expected
             )
+
+    def test_eventBuiltBySlots(self) -> None:
+        """The parser's ``HeadersReceived`` equals one built by the constructor.
+
+        The parser fills the frozen event's slots itself; the event it gives has
+        every field, compares equal, and is still frozen.
+        """
+        pairs = [(b"CONTENT_LENGTH", b"0"), (b"SCGI", b"1"), (b"HTTP_X", b"y")]
+        event = _sansio._headers_received(
+            {"CONTENT_LENGTH": b"0", "SCGI": b"1", "HTTP_X": b"y"}, tuple(pairs), 0
+        )
+        self.assertIs(type(event), HeadersReceived)
+        self.assertEqual(event, referenceBlock(headerBlock(pairs)))
+        self.assertEqual(
+            (event.environ["HTTP_X"], event.raw, event.content_length),
+            (b"y", tuple(pairs), 0),
+        )
+        with self.assertRaises(AttributeError):  # FrozenInstanceError is one
+            event.content_length = 1  # type: ignore[misc]
