@@ -391,6 +391,83 @@ def notBytes(request: Request, recorder: Recorder, clock: Clock) -> object:
     return 42
 
 
+class _OwnHeaders(Headers):
+    """A ``Headers`` subclass a resource may put in ``responseHeaders``."""
+
+
+def headerForms(request: Request, recorder: Recorder, clock: Clock) -> object:
+    """``setHeader`` with every form of name and value ``Headers`` treats apart.
+
+    A lowercase name and names of special capitalization (canonicalized), str
+    names and values (encoded), values with line breaks (sanitized), an empty
+    value, a replaced header (it keeps its place), a name that is no token
+    (refused), and ``getRawHeaders``/``setRawHeaders`` around them; with
+    ``?nul=1``, a value holding NUL.
+    """
+    calls: list[tuple[object, object]] = [
+        (b"x-lower", b"1"),
+        (b"etag", b'"e"'),
+        (b"WWW-authenticate", b"Basic"),
+        ("X-Str", "caf\u00e9"),
+        (b"X-Mixed", "str value"),
+        ("X-Mixed-2", b"bytes value"),
+        (b"X-Break", b"a\r\nb\nc\rd"),
+        (b"X-Trailing", b"end\n"),
+        (b"X-Empty", b""),
+        (b"Server", b"Replaced/1.0"),
+        (b"bad name", b"v"),
+        (b"", b"v"),
+        ("bad\u00e9name", "v"),
+        (b"x-lower", b"2"),
+    ]
+    if request.args.get(b"nul"):
+        # The head then cannot be sent: both answer 500 instead.
+        calls.append((b"X-Nul", b"a\x00b\tc"))
+    for name, value in calls:
+        recorder.call(
+            f"setHeader {name!r}",
+            lambda: request.setHeader(name, value),  # type: ignore[arg-type]
+        )
+    recorder.note("headers", request.responseHeaders)
+    recorder.note("raw", request.responseHeaders.getRawHeaders(b"X-LOWER"))
+    request.responseHeaders.setRawHeaders(b"Content-Type", [])
+    return b"forms"
+
+
+def emptyLength(request: Request, recorder: Recorder, clock: Clock) -> object:
+    """Content-Length and Content-Type set to no value: both count as absent."""
+    request.responseHeaders.setRawHeaders(b"Content-Length", [])
+    request.responseHeaders.setRawHeaders(b"Content-Type", [])
+    request.write(b"no length")
+    request.finish()
+    return NOT_DONE_YET
+
+
+def strDefaultType(request: Request, recorder: Recorder, clock: Clock) -> object:
+    """A str ``defaultContentType`` (encoded) and one with a line break."""
+    request.defaultContentType = "text/plain; charset=\u00e9"  # type: ignore[assignment]
+    if request.args.get(b"break"):
+        request.defaultContentType = b"text/plain;\r\n x=1"
+    return b"typed"
+
+
+def ownHeaders(request: Request, recorder: Recorder, clock: Clock) -> object:
+    """``responseHeaders`` replaced by a ``Headers`` subclass, then set through."""
+    own = _OwnHeaders()
+    own.setRawHeaders(b"x-own", [b"1"])
+    request.responseHeaders = own
+    request.setHeader(b"x-after", b"2")
+    recorder.note("headers", request.responseHeaders)
+    return b"own"
+
+
+def freshHeaders(request: Request, recorder: Recorder, clock: Clock) -> object:
+    """``responseHeaders`` replaced by a new stock ``Headers``: it is the one sent."""
+    request.responseHeaders = Headers({b"x-fresh": [b"1"]})
+    request.setHeader(b"Content-Type", b"text/fresh")
+    return b"fresh"
+
+
 def gzipStream(request: Request, recorder: Recorder, clock: Clock) -> object:
     """Through a gzip encoder (see :data:`SPECIAL`): pieces written later."""
     request.setHeader(b"Content-Type", b"text/plain")
@@ -491,6 +568,20 @@ SPECIAL: tuple[Case, ...] = (
     Case("percent path", "GET", "/seen/a%2Fb/%7Ex?y=%20"),
     Case("OPTIONS *", "OPTIONS", "/", variables=(("REQUEST_URI", "*"),)),
     Case("GET *", "GET", "/", variables=(("REQUEST_URI", "*"),)),
+    Case("setHeader forms", "GET", "/x", leaf=headerForms),
+    Case(
+        "setHeader forms, HTTP/1.0",
+        "GET",
+        "/x",
+        leaf=headerForms,
+        variables=(("SERVER_PROTOCOL", "HTTP/1.0"),),
+    ),
+    Case("setHeader NUL", "GET", "/x?nul=1", leaf=headerForms),
+    Case("empty Content-Length", "GET", "/x", leaf=emptyLength),
+    Case("str default type", "GET", "/x", leaf=strDefaultType),
+    Case("default type with a break", "GET", "/x?break=1", leaf=strDefaultType),
+    Case("Headers subclass", "GET", "/x", leaf=ownHeaders),
+    Case("Headers replaced", "GET", "/x", leaf=freshHeaders),
 )
 """The cases beyond the twin corpus."""
 
