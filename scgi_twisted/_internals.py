@@ -46,6 +46,7 @@ __all__ = [
     "logRequestInfo",
     "portFromListeningDescriptor",
     "receiveRequest",
+    "responseHeaderStore",
     "serverEndpointAddress",
     "shareRequestLogger",
     "siteParsesForms",
@@ -562,6 +563,55 @@ def cleanUpRequest(request: Any) -> None:
     Private name: ``Request._cleanup``.
     """
     request._cleanup()
+
+
+def _setStoresValues() -> bool:
+    """Return whether ``setRawHeaders`` files a value as it is in ``_rawHeaders``.
+
+    A value without CR or LF (and with every other byte, NUL and tab among them)
+    is kept as given, in a list of its own, under the key :func:`headerKey` finds.
+    """
+    if not RAW_HEADERS:
+        return False
+    probe = Headers()
+    value = b"a\tb\x00c\x7f\xff ;=,"
+    given = [value]
+    probe.setRawHeaders(b"x-PROBE", given)
+    raw = getattr(probe, "_rawHeaders", None)
+    return (
+        isinstance(raw, dict)
+        and raw == {headerKey(b"x-PROBE"): given}
+        and raw[headerKey(b"x-PROBE")] is not given
+    )
+
+
+RESPONSE_RAW = _setStoresValues()
+"""Whether :func:`responseHeaderStore` may hand out ``Headers._rawHeaders``."""
+
+
+def responseHeaderStore(headers: object) -> dict[bytes, list[bytes]] | None:
+    """Return the dict a stock ``Headers`` keeps its values in, or ``None``.
+
+    Private name: ``Headers._rawHeaders`` (the dict of canonical name to values).
+
+    Why: ``SCGIRequest`` sets ``Server``, ``Date``, the default ``Content-Type``
+    and every ``setHeader`` of a bytes name and value without line breaks, and
+    looks up ``Content-Type`` and ``Content-Length``, once or twice per request;
+    each call of ``setRawHeaders`` or ``getRawHeaders`` encodes the name and
+    scans the values again.  The caller files a new list of values under the key
+    :func:`headerKey` gives, as ``setRawHeaders`` does for such values (checked
+    at import), and treats a missing or empty list as ``getRawHeaders``' ``None``.
+
+    Fallback: without that layout (:data:`RESPONSE_RAW` false), or for anything
+    but a stock ``Headers`` (a resource may replace ``responseHeaders``), ``None``:
+    the caller uses the public methods, with the same result, more slowly.
+
+    Upstream: nothing to propose beyond cheaper ``setRawHeaders`` and
+    ``getRawHeaders`` for a bytes name already in canonical form.
+    """
+    if RESPONSE_RAW and type(headers) is Headers:
+        return headers._rawHeaders
+    return None
 
 
 def logRequestInfo(request: Any, message: str) -> None:

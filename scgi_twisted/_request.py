@@ -10,6 +10,11 @@ computed once:
 * ``Date`` is formatted once per second of the site's clock (``site.reactor``,
   whose ``seconds()`` is ``time.time()`` on every real reactor), not per request;
 * the ``Server`` value is built once;
+* ``Server``, ``Date``, the default ``Content-Type`` and a ``setHeader`` of a
+  bytes name and value without line breaks are filed in the response headers'
+  own dict, and ``Content-Type`` and ``Content-Length`` are looked up there once
+  (``_internals.responseHeaderStore``): what ``setRawHeaders`` and
+  ``getRawHeaders`` do with such values, without encoding and scanning them;
 * ``postpath`` is split without unquoting when the path holds no ``%``: unquoting
   such a segment returns it unchanged;
 * the first ``write`` builds the head without the chunked decision, and later
@@ -37,23 +42,44 @@ from twisted.web.http import (
     datetimeToString,
     parse_qs,
 )
+from twisted.web.http_headers import Headers
 from twisted.web.server import Request, version
 
 from ._internals import (
     REQUEST_STATE,
+    RESPONSE_RAW,
     answerStar,
     applyEncoder,
     cleanUpRequest,
+    headerKey,
     initRequest,
     leanRequest,
     logRequestInfo,
+    responseHeaderStore,
     shareRequestLogger,
 )
 
 __all__ = ["SCGIRequest"]
 
-_SERVER = [version]
-"""The ``Server`` value, as the list ``Headers.setRawHeaders`` takes."""
+
+def _stored(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    """Return the key and the value ``Headers.setRawHeaders`` files them under.
+
+    :param name: a header name, a token.
+    :param value: a value that ``setRawHeaders`` may sanitize.
+    """
+    probe = Headers()
+    probe.setRawHeaders(name, [value])
+    ((key, values),) = probe.getAllRawHeaders()
+    return (headerKey(name) if RESPONSE_RAW else key), values[0]
+
+
+_SERVER_KEY, _SERVER = _stored(b"Server", version)
+"""The ``Server`` header's key in ``Headers``, and its value."""
+
+_DATE_KEY = _stored(b"Date", b"")[0]
+_CONTENT_TYPE = _stored(b"Content-Type", b"")[0]
+_CONTENT_LENGTH = _stored(b"Content-Length", b"")[0]
 
 _NO_CONTENT_TYPE = (NOT_MODIFIED, NO_CONTENT)
 """The codes whose response ``Request.write`` gives no default Content-Type."""
@@ -144,7 +170,6 @@ class SCGIRequest(Request):
             super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]
             return
         content: Any = self.content
-        content.tell()
         content.seek(0, 0)
         self.args = {}
         self.method, self.uri = command, path
@@ -165,8 +190,14 @@ class SCGIRequest(Request):
         channel: Any = self.channel
         self.site = site = channel.site
         headers = self.responseHeaders
-        headers.setRawHeaders(b"Server", _SERVER)
-        headers.setRawHeaders(b"Date", [_httpDate(_now(site))])
+        date = _httpDate(_now(site))
+        store = responseHeaderStore(headers)
+        if store is None:
+            headers.setRawHeaders(b"Server", [_SERVER])
+            headers.setRawHeaders(b"Date", [date])
+        else:
+            store[_SERVER_KEY] = [_SERVER]
+            store[_DATE_KEY] = [date]
         path: bytes = self.path
         self.prepath = []
         rest = path[1:].split(b"/")
@@ -180,6 +211,27 @@ class SCGIRequest(Request):
             self.render(found)  # type: ignore[no-untyped-call]
         except BaseException:
             self.processingFailed(Failure())  # type: ignore[no-untyped-call]
+
+    def setHeader(self, name: bytes | str, value: bytes | str) -> None:
+        """Set a response header, as ``http.Request.setHeader`` does.
+
+        A bytes name and a bytes value without line breaks are filed directly;
+        anything else goes through ``setRawHeaders``, which encodes and sanitizes.
+
+        :raises twisted.web.http_headers.InvalidHeaderName: for a name that is
+            not a token, as the stock method does.
+        """
+        store = responseHeaderStore(self.responseHeaders)
+        if (
+            store is None
+            or type(name) is not bytes
+            or type(value) is not bytes
+            or b"\n" in value
+            or b"\r" in value
+        ):
+            super().setHeader(name, value)  # type: ignore[no-untyped-call]
+            return
+        store[headerKey(name)] = [value]
 
     def write(self, data: bytes) -> None:
         """Write ``data`` to the response, as ``server.Request.write`` does."""
@@ -205,21 +257,37 @@ class SCGIRequest(Request):
         an SCGI channel turns off before it writes the head.
         """
         headers = self.responseHeaders
+        store = responseHeaderStore(headers)
+        if store is None:
+            contentType = headers.getRawHeaders(b"Content-Type")
+            length = headers.getRawHeaders(b"Content-Length")
+        else:
+            # An empty list is no header, as getRawHeaders has it.
+            contentType = store.get(_CONTENT_TYPE)
+            length = store.get(_CONTENT_LENGTH)
         code = self.code
         if (
             code not in _NO_CONTENT_TYPE
+            and not contentType
             and self.defaultContentType is not None
-            and headers.getRawHeaders(b"Content-Type") is None
+            and not (length and length[0] == b"0")
         ):
-            length = headers.getRawHeaders(b"Content-Length")
-            if not (length and length[0] == b"0"):
-                headers.setRawHeaders(b"Content-Type", [self.defaultContentType])
+            default = self.defaultContentType
+            if (
+                store is None
+                or type(default) is not bytes
+                or b"\n" in default
+                or b"\r" in default
+            ):
+                headers.setRawHeaders(b"Content-Type", [default])
+            else:
+                store[_CONTENT_TYPE] = [default]
         self.startedWriting = 1
         if (
-            code not in NO_BODY_CODES
+            not length
+            and code not in NO_BODY_CODES
             and self.method != b"HEAD"
             and self.clientproto == b"HTTP/1.1"
-            and headers.getRawHeaders(b"Content-Length") is None
         ):
             # Where the stock Request turns chunking on, the SCGI channel turns it
             # off again: the request is left as the channel would leave it.

@@ -57,6 +57,7 @@ from scgi_twisted._internals import (
     headerKey,
     portFromListeningDescriptor,
     receiveRequest,
+    responseHeaderStore,
     serverEndpointAddress,
     siteParsesForms,
     unixServerEndpointPath,
@@ -93,6 +94,7 @@ class PrivatePathsTests(SynchronousTestCase):
             "SHUTDOWN_FLAG",
             "PRIVATE_ENDPOINTS",
             "REQUEST_STATE",
+            "RESPONSE_RAW",
         ):
             self.assertIs(getattr(_internals, name), True, name)
         self.assertEqual(len(CHECKED_VERSIONS), 2)
@@ -395,6 +397,51 @@ class ListeningSocketTests(SynchronousTestCase):
             [(self.listener.fileno(), socket.AF_UNIX, factory)],
         )
         self.assertEqual([e["log_level"] for e in events], [LogLevel.warn])
+
+
+class ResponseHeaderStoreTests(SynchronousTestCase):
+    """``responseHeaderStore`` (``Headers._rawHeaders``), both ways."""
+
+    def test_storeIsWhereSetRawHeadersFiles(self) -> None:
+        """Filing in the store is ``setRawHeaders`` (25.5.0 and 26.10.0).
+
+        A list filed under ``headerKey`` gives the same raw headers, in the same
+        order (a replaced value keeps its place), as ``setRawHeaders`` would.
+        """
+        pairs = [
+            (b"server", b"S"),
+            (b"Content-MD5", b"m"),
+            (b"x-a", b"a\x00b\t"),
+            (b"Server", b"T"),
+            (b"etag", b""),
+        ]
+        expected, filed = Headers(), Headers()
+        for name, value in pairs:
+            expected.setRawHeaders(name, [value])
+            store = responseHeaderStore(filed)
+            assert store is not None
+            store[headerKey(name)] = [value]
+        self.assertEqual(
+            list(filed.getAllRawHeaders()), list(expected.getAllRawHeaders())
+        )
+        self.assertEqual(filed.getRawHeaders(b"SERVER"), [b"T"])
+
+    def test_fallback(self) -> None:
+        """Switched off, for a ``Headers`` subclass, or for another object: ``None``.
+
+        The caller then uses the public methods.
+        """
+
+        class Own(Headers):
+            """A subclass, which may keep its values elsewhere."""
+
+        with switchedOff("RESPONSE_RAW"):
+            self.assertIsNone(responseHeaderStore(Headers()))
+        self.assertIsNone(responseHeaderStore(Own()))
+        self.assertIsNone(responseHeaderStore({}))
+        with switchedOff("RAW_HEADERS"):
+            self.assertIs(_internals._setStoresValues(), False)
+        self.assertIs(_internals._setStoresValues(), True)
 
 
 # --- the seam holds -----------------------------------------------------------------

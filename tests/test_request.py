@@ -26,6 +26,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 from unittest import SkipTest
@@ -42,7 +43,7 @@ from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Request, Site
 from zope.interface import implementer, provider
 
 import twisted
-from scgi_twisted import SCGIRequest, SCGISite, _request
+from scgi_twisted import SCGIRequest, SCGISite, _internals, _request
 from scgi_twisted.testing import PendingResponse, SCGITestClient
 
 from ._twin import CORPUS, TwinRequest, resolve
@@ -426,7 +427,7 @@ def headerForms(request: Request, recorder: Recorder, clock: Clock) -> object:
     for name, value in calls:
         recorder.call(
             f"setHeader {name!r}",
-            lambda: request.setHeader(name, value),  # type: ignore[arg-type]
+            partial(request.setHeader, name, value),
         )
     recorder.note("headers", request.responseHeaders)
     recorder.note("raw", request.responseHeaders.getRawHeaders(b"X-LOWER"))
@@ -761,6 +762,20 @@ class DifferentialTests(SynchronousTestCase):
                 lean = self.runCase(case, SCGIRequest)
                 self.assertEqual(stock.raw, lean.raw, case.label)
                 self.assertEqual(stock.events, lean.events, case.label)
+
+    def test_publicHeaders(self) -> None:
+        """Without the header store, the public ``Headers`` methods give the same.
+
+        With ``_internals.RESPONSE_RAW`` off (as when its probe fails), every case
+        beyond the twin corpus (the header forms among them) still gives what
+        the stock ``Request`` gives.
+        """
+        self.patch(_internals, "RESPONSE_RAW", False)
+        for case in SPECIAL:
+            stock = self.runCase(case, Request)
+            lean = self.runCase(case, SCGIRequest)
+            self.assertEqual(stock.raw, lean.raw, case.label)
+            self.assertEqual(stock.events, lean.events, case.label)
 
     def test_leanPathsApply(self) -> None:
         """On the Twisted this was checked against, the lean paths are taken.
