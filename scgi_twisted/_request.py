@@ -31,6 +31,7 @@ the stock methods.
 from __future__ import annotations
 
 import time
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -78,6 +79,15 @@ _SERVER_KEY, _SERVER = _stored(b"Server", version)
 """The ``Server`` header's key in ``Headers``, and its value."""
 
 _DATE_KEY = _stored(b"Date", b"")[0]
+
+# Bytes looked for with ``in`` as ints: a bytes needle is first tried as an int
+# (an exception raised and cleared inside) before the buffer search.
+_CR = ord("\r")
+_LF = ord("\n")
+_PERCENT = ord("%")
+
+_CODES = {status.value: b"%d" % (status.value,) for status in HTTPStatus}
+"""The standard status codes as digits, as ``b"%d" % (code,)`` writes them."""
 _CONTENT_TYPE = _stored(b"Content-Type", b"")[0]
 _CONTENT_LENGTH = _stored(b"Content-Length", b"")[0]
 
@@ -201,7 +211,7 @@ class SCGIRequest(Request):
         path: bytes = self.path
         self.prepath = []
         rest = path[1:].split(b"/")
-        self.postpath = list(map(unquote_to_bytes, rest)) if b"%" in path else rest
+        self.postpath = list(map(unquote_to_bytes, rest)) if _PERCENT in path else rest
         if path == b"*":
             answerStar(self)
             return
@@ -226,8 +236,8 @@ class SCGIRequest(Request):
             store is None
             or type(name) is not bytes
             or type(value) is not bytes
-            or b"\n" in value
-            or b"\r" in value
+            or _LF in value
+            or _CR in value
         ):
             super().setHeader(name, value)  # type: ignore[no-untyped-call]
             return
@@ -276,8 +286,8 @@ class SCGIRequest(Request):
             if (
                 store is None
                 or type(default) is not bytes
-                or b"\n" in default
-                or b"\r" in default
+                or _LF in default
+                or _CR in default
             ):
                 headers.setRawHeaders(b"Content-Type", [default])
             else:
@@ -308,10 +318,11 @@ class SCGIRequest(Request):
             headers.setRawHeaders(b"ETag", [self.etag])
         if self.cookies:
             headers.setRawHeaders(b"Set-Cookie", self.cookies)
+        digits = _CODES.get(code)
+        if digits is None:
+            digits = b"%d" % (code,)
         channel: Any = self.channel
-        channel.writeHeaders(
-            self.clientproto, b"%d" % (code,), self.code_message, headers
-        )
+        channel.writeHeaders(self.clientproto, digits, self.code_message, headers)
 
     def finish(self) -> None:
         """End the response, as ``server.Request.finish`` does."""

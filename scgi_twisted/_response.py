@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from typing import Any, cast
 
 from twisted.internet.abstract import FileDescriptor
@@ -38,6 +39,7 @@ from twisted.internet.interfaces import (
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from ._internals import RESPONSE_RAW, headerKey, responseHeaderStore
 from ._sansio import encode_http_error, encode_response_head
 
 __all__ = ["ResponseWriter", "errorAnswer", "responseHead"]
@@ -49,6 +51,12 @@ _WATCH_AFTER = 64 * 1024
 """A response is watched for a full transport buffer from this many bytes on: the
 smallest buffer a transport pauses its producer at (``FileDescriptor.bufferSize``)."""
 
+
+_TRANSFER_ENCODING = headerKey(b"Transfer-Encoding") if RESPONSE_RAW else b""
+"""The key of ``Transfer-Encoding`` in the response headers' own dict."""
+
+_STATUS = {b"%d" % (status.value,): status.value for status in HTTPStatus}
+"""The standard status codes, by their digits (``int`` reads any other)."""
 
 _REASONS = {
     400: b"Bad Request",
@@ -101,14 +109,23 @@ def responseHead(
     """
     # SCGI responses are delimited by the close: never chunk framing, whoever set
     # the header.
-    headers.removeHeader(b"Transfer-Encoding")
-    reason = reason.replace(b"\r", b" ").replace(b"\n", b" ").replace(b"\0", b" ")
+    store = responseHeaderStore(headers)
+    if store is None:
+        headers.removeHeader(b"Transfer-Encoding")
+    else:
+        store.pop(_TRANSFER_ENCODING, None)
+    # Looked for as ints: a bytes needle is first tried as one, and fails.
+    if 13 in reason or 10 in reason or 0 in reason:
+        reason = reason.replace(b"\r", b" ").replace(b"\n", b" ").replace(b"\0", b" ")
     pairs = [
         (name, value) for name, values in headers.getAllRawHeaders() for value in values
     ]
     if code == b"200" and _behindApache(environ):
         pairs = _absoluteLocations(pairs, request)
-    return encode_response_head(int(code), reason, pairs)
+    status = _STATUS.get(code)
+    if status is None:
+        status = int(code)
+    return encode_response_head(status, reason, pairs)
 
 
 def _behindApache(environ: Mapping[str, bytes] | None) -> bool:
