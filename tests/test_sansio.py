@@ -1448,6 +1448,28 @@ class EncodeResponseHeadTests(SansIOTestCase):
                 partial(encode_response_head, 200, b"OK", [(b"X-Foo", value)]),
             )
 
+    def test_badValueAmongMany(self) -> None:
+        """A bad value is refused wherever it stands among several headers.
+
+        First, middle or last, after a dropped ``Status`` header, from a
+        generator: the head is checked whole, and the first bad value is named.
+        """
+        plain = [(b"A", b"1"), (b"B", b""), (b"C", b"3")]
+        withStatus = [(b"A", b"1"), (b"Status", b"500"), (b"B", b""), (b"C", b"3")]
+        for good in (plain, withStatus):
+            for bad in [b"x\ry", b"\n", b"x\x00", b"\r\nInjected: 1"]:
+                for index in range(len(good) + 1):
+                    headers = [*good[:index], (b"X-Bad", bad), *good[index:]]
+                    self.raisedExactly(
+                        LocalProtocolError,
+                        f"the value of {b'X-Bad'!r} holds CR, LF or NUL",
+                        partial(encode_response_head, 200, b"OK", iter(headers)),
+                    )
+            self.assertEqual(
+                encode_response_head(200, b"OK", iter(good)),
+                b"Status: 200 OK\r\nA: 1\r\nB: \r\nC: 3\r\n\r\n",
+            )
+
     def test_badName(self) -> None:
         """A header name that is not an HTTP token raises LocalProtocolError."""
         for name in [
