@@ -85,6 +85,7 @@ _DATE_KEY = _stored(b"Date", b"")[0]
 _CR = ord("\r")
 _LF = ord("\n")
 _PERCENT = ord("%")
+_QUESTION = ord("?")
 
 _CODES = {status.value: b"%d" % (status.value,) for status in HTTPStatus}
 """The standard status codes as digits, as ``b"%d" % (code,)`` writes them."""
@@ -100,7 +101,7 @@ through ``_internals``, and are left for the stock ones when it is not there."""
 
 
 class _HTTPDate:
-    """The ``Date`` value for a time, formatted once per second.
+    """The ``Date`` value for a site's time, formatted once per second.
 
     ``datetimeToString`` formats whole seconds, so the value for any time within
     one second is the same: the last one is kept and reused.
@@ -113,8 +114,11 @@ class _HTTPDate:
         self._second = -1
         self._value = b""
 
-    def __call__(self, now: float) -> bytes:
-        """Return the ``Date`` value for ``now`` (seconds since the epoch)."""
+    def of(self, site: Any) -> bytes:
+        """Return the ``Date`` value for the time on ``site``'s clock (its reactor)."""
+        reactor = getattr(site, "reactor", None)
+        # Every twisted.web Site has a reactor; time.time() is what it would give.
+        now = time.time() if reactor is None else reactor.seconds()
         second = int(now)
         if second != self._second or second < 0:
             self._value = datetimeToString(now)  # type: ignore[no-untyped-call]
@@ -122,15 +126,7 @@ class _HTTPDate:
         return self._value
 
 
-_httpDate = _HTTPDate()
-
-
-def _now(site: Any) -> float:
-    """Return the time on ``site``'s clock (its reactor), in seconds."""
-    reactor = getattr(site, "reactor", None)
-    if reactor is None:  # pragma: no cover - every twisted.web Site has one
-        return time.time()
-    return reactor.seconds()  # type: ignore[no-any-return]
+_dateOf = _HTTPDate().of
 
 
 class SCGIRequest(Request):
@@ -184,11 +180,10 @@ class SCGIRequest(Request):
         self.args = {}
         self.method, self.uri = command, path
         self.clientproto = version
-        parts = path.split(b"?", 1)
-        if len(parts) == 1:
+        if _QUESTION not in path:
             self.path = path
         else:
-            self.path, query = parts
+            self.path, query = path.split(b"?", 1)
             self.args = parse_qs(query, 1)  # type: ignore[no-untyped-call]
         self.process()
 
@@ -200,7 +195,7 @@ class SCGIRequest(Request):
         channel: Any = self.channel
         self.site = site = channel.site
         headers = self.responseHeaders
-        date = _httpDate(_now(site))
+        date = _dateOf(site)
         store = responseHeaderStore(headers)
         if store is None:
             headers.setRawHeaders(b"Server", [_SERVER])
