@@ -56,8 +56,9 @@ _METHOD_LABELS = {method: method.decode("ascii") for method in METHODS}
 _STATUS_LABELS = {digit: f"{digit}xx" for digit in range(1, 6)}
 
 # The label pair of each (method, status) a request can end with, filled as they
-# come: the standard methods times the status codes an application sets, a bounded
-# set (any other method shares the ``other`` entries of its status code).
+# come.  Only standard methods and status codes 100-599 are kept, so that the cache
+# stays bounded whatever methods clients send and whatever codes an application
+# sets; any other pair is labelled afresh each time.
 _KEYS: dict[tuple[bytes, int], tuple[str, str]] = {}
 
 
@@ -149,7 +150,7 @@ class Metrics:
         key = _KEYS.get((method, code))
         if key is None:
             key = (methodLabel(method), statusLabel(code))
-            if method in METHODS:
+            if method in METHODS and 100 <= code < 600:
                 _KEYS[method, code] = key
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from scgi_twisted import _metrics
 from scgi_twisted._metrics import (
     DURATION_BUCKETS,
     Metrics,
@@ -101,6 +102,28 @@ class MetricsTests(SynchronousTestCase):
             self.metrics.snapshot()["refusals"],
             {"400": 2, "413": 1, "not_allowed": 1},
         )
+
+    def test_labelCacheBounded(self) -> None:
+        """Whatever codes an application sets, the label cache stays bounded.
+
+        Codes outside 100-599 and non-standard methods are counted (as ``other``)
+        but never cached, so an application that sets status codes from its input
+        cannot grow the process's memory through the metrics.
+        """
+        before = set(_metrics._KEYS)
+        for code in range(1000, 3000):
+            started = self.metrics.requestStarted()
+            self.metrics.requestFinished(started, b"GET", code, 0, 0)
+            started = self.metrics.requestStarted()
+            self.metrics.requestFinished(started, b"BREW", 200 + code % 100, 0, 0)
+        self.assertEqual(set(_metrics._KEYS), before)
+        self.assertEqual(
+            self.metrics.requests, {("GET", "other"): 2000, ("other", "2xx"): 2000}
+        )
+        started = self.metrics.requestStarted()
+        self.metrics.requestFinished(started, b"GET", 599, 0, 0)
+        self.assertIn((b"GET", 599), _metrics._KEYS)
+        self.assertEqual(self.metrics.requests["GET", "5xx"], 1)
 
     def test_cumulative(self) -> None:
         """Per-bucket counts become Prometheus's cumulative ``le`` counts."""
