@@ -8,9 +8,10 @@ Strategy:
 * :class:`WorkersTests` runs the real command, ``twistd -n scgi --workers 2``, as a
   subprocess listening on a unix socket in a temporary directory, with the
   application in :data:`WORKERS_APPLICATION`: it answers with the pid of the worker that
-  served, can answer after a delay without blocking (``/delay/SECONDS``), can block
-  its worker (``/block/SECONDS``, a ``time.sleep`` in ``render``, which shows which
-  workers accept while another is busy), and can hold a request open until the test
+  served, can answer after a delay without blocking (``/delay/SECONDS``), can hold
+  its worker blocked in ``render`` until the test releases it (``/hold/NAME``: a
+  held worker cannot accept, so the test, not the kernel's choice between idle
+  workers, decides which one serves), and can hold a request open until the test
   creates a file (``/until/NAME``), which keeps a request in flight for exactly as
   long as a test needs.  Worker pids are read from the
   supervisor's log; every pid seen is killed (if it is still a worker) when the test
@@ -326,17 +327,16 @@ class WorkersTests(SynchronousTestCase):
         """Under ``twistd --reactor asyncio`` every worker runs the asyncio reactor.
 
         Each worker answers with its pid and the module of the reactor it runs; both
-        workers are seen (one is kept busy while the other answers).
+        workers are seen (each answers while the other is held).
         """
         supervised = Supervised(self, twistd=("--reactor", "asyncio"))
         started = supervised.started(1)
         seen: dict[int, str] = {}
-        with Background(lambda: supervised.get("/block/0.3")).running():
-            deadline = time.monotonic() + DEADLINE
-            while set(seen) != set(started.values()):
-                self.assertLess(time.monotonic(), deadline, seen)
-                pid, module = supervised.get("/reactor").body.decode().split()
-                seen[int(pid)] = module
+        for alone in supervised.eachAlone():
+            pid, module = supervised.get("/reactor").body.decode().split()
+            self.assertEqual(int(pid), alone)
+            seen[alone] = module
+        self.assertEqual(set(seen), set(started.values()))
         self.assertEqual(set(seen.values()), {"twisted.internet.asyncioreactor"})
         self.assertIn(supervised.server.stop(), STOPPED, supervised.output())
 
@@ -351,13 +351,21 @@ class WorkersTests(SynchronousTestCase):
         path = directory / "access.log"
         supervised = Supervised(self, "--access-log", str(path))
         started = supervised.started(1)
-        pids: set[int] = set()
-        count = 0
-        with Background(lambda: supervised.get("/block/0.2")).running():
-            while pids != set(started.values()) or count < 40:
-                pids.add(int(supervised.get(f"/before/{count}").body))
-                count += 1
-                self.assertLess(count, 2000, pids)
+
+        def eachServes(prefix: str, perWorker: int) -> int:
+            """Send ``perWorker`` requests to each worker alone; return how many."""
+            sent = 0
+            pids = set()
+            for pid in supervised.eachAlone():
+                pids.add(pid)
+                for _ in range(perWorker):
+                    response = supervised.get(f"/{prefix}/{sent}")
+                    self.assertEqual(int(response.body), pid)
+                    sent += 1
+            self.assertEqual(pids, set(started.values()))
+            return sent
+
+        count = eachServes("before", 20)
 
         def lines(name: Path, prefix: str) -> list[str]:
             if not name.exists():
@@ -378,13 +386,7 @@ class WorkersTests(SynchronousTestCase):
         path.rename(rotated)
         os.kill(supervised.pid, signal.SIGUSR1)
         time.sleep(0.5)  # the signal travels supervisor -> workers
-        pids = set()
-        after = 0
-        with Background(lambda: supervised.get("/block/0.2")).running():
-            while pids != set(started.values()) or after < 20:
-                pids.add(int(supervised.get(f"/after/{after}").body))
-                after += 1
-                self.assertLess(after, 2000, pids)
+        after = eachServes("after", 10)
         waitUntil(lambda: len(lines(path, "after")) >= after, "the new file's lines")
         self.assertEqual(len(lines(path, "after")), after)
         self.assertEqual(lines(path, "before"), [])

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "TWISTD",
     "WORKERS_APPLICATION",
     "Address",
+    "Held",
     "Server",
     "Supervised",
     "connectRetrying",
@@ -232,8 +233,16 @@ class Pid(Resource):
         request.setHeader(b"content-type", b"text/plain")
         path = request.postpath
         pid = b"%d" % os.getpid()
-        if path[:1] == [b"block"]:
-            time.sleep(float(path[1]))
+        if path[:1] == [b"hold"]:
+            # Blocks this worker (so it cannot accept) until the test creates the
+            # file; the marker tells the test which worker is held.
+            name = path[1].decode()
+            with open(name + ".tmp", "wb") as marker:
+                marker.write(pid)
+            os.replace(name + ".tmp", name + ".pid")
+            deadline = time.monotonic() + 60
+            while not os.path.exists(name) and time.monotonic() < deadline:
+                time.sleep(0.01)
         elif path[:1] == [b"until"]:
             name = path[1].decode()
 
@@ -265,6 +274,40 @@ class Pid(Resource):
 
 root = Pid()
 '''
+
+
+class Held:
+    """A ``/hold/NAME`` request, sent from a thread, holding the worker that took it.
+
+    :ivar pid: the held worker's pid.
+    """
+
+    def __init__(self, supervised: Supervised, name: str) -> None:
+        """Send the request and wait until a worker holds it."""
+        self._flag = supervised.directory / name
+        self._result: Response | BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(supervised, f"/hold/{name}"), daemon=True
+        )
+        self._thread.start()
+        marker = supervised.directory / f"{name}.pid"
+        waitUntil(marker.exists, f"a worker holding {name}", supervised.output)
+        self.pid = int(marker.read_text())
+
+    def _run(self, supervised: Supervised, path: str) -> None:
+        try:
+            self._result = supervised.get(path)
+        except BaseException as error:
+            self._result = error
+
+    def release(self) -> None:
+        """Let the worker go; its answer must be ``200 OK`` with its pid."""
+        self._flag.touch()
+        self._thread.join(DEADLINE)
+        result = self._result
+        assert isinstance(result, Response), result
+        assert result.status == b"200 OK", result.status
+        assert int(result.body) == self.pid, (result.body, self.pid)
 
 
 STARTED = re.compile(r"Started worker (\d+) \(pid (\d+), generation (\d+)\)")
@@ -319,6 +362,7 @@ class Supervised:
         self.socketPath = self.directory / "scgi.sock"
         self.address: Address = (socket.AF_UNIX, str(self.socketPath))
         self.workers = workers
+        self._holds = 0
         case.addCleanup(self.killWorkers)
         self.server = Server(
             case,
@@ -391,33 +435,44 @@ class Supervised:
         """Let the ``/until/NAME`` requests finish."""
         (self.directory / name).touch()
 
+    def hold(self, name: str) -> Held:
+        """Block one idle worker in ``render`` (``/hold/NAME``) until released.
+
+        A held worker cannot accept, so while one is held every new connection
+        goes to another: the tests choose which worker serves without racing the
+        kernel's choice between idle workers.
+        """
+        return Held(self, name)
+
+    def eachAlone(self) -> Iterator[int]:
+        """Yield each worker's pid while that worker alone accepts.
+
+        Every worker is held; then each in turn is released, the caller's loop body
+        runs (new connections can only go to it), and it is held again (which can
+        only land on it) before the next one's turn.
+        """
+        self._holds += 1
+        prefix = f"alone-{self._holds}"
+        held = [self.hold(f"{prefix}-{index}") for index in range(self.workers)]
+        for index, each in enumerate(held):
+            each.release()
+            yield each.pid
+            held[index] = self.hold(f"{prefix}-{index}-again")
+            assert held[index].pid == each.pid, (held[index].pid, each.pid)
+        for each in held:
+            each.release()
+
     def servingPids(self) -> set[int]:
         """Return the pids of the workers that accept now.
 
-        One request per worker, each blocking the worker that takes it for a moment,
-        sent 0.2 s apart: a blocked worker cannot accept, so each request lands on a
-        different idle worker.
+        One worker after another is held: each hold can only land on a worker not
+        held yet, so ``workers`` holds name every worker that accepts.
         """
-        results: list[Response | BaseException | None] = [None] * self.workers
-
-        def send(index: int) -> None:
-            try:
-                results[index] = self.get("/block/0.8")
-            except BaseException as error:
-                results[index] = error
-
-        threads = [
-            threading.Thread(target=send, args=(index,), daemon=True)
-            for index in range(self.workers)
+        self._holds += 1
+        held = [
+            self.hold(f"serving-{self._holds}-{index}") for index in range(self.workers)
         ]
-        for thread in threads:
-            thread.start()
-            time.sleep(0.2)
-        for thread in threads:
-            thread.join(DEADLINE)
-        pids = set()
-        for result in results:
-            assert isinstance(result, Response), result
-            assert result.status == b"200 OK", result.status
-            pids.add(int(result.body))
+        pids = {each.pid for each in held}
+        for each in held:
+            each.release()
         return pids
