@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -220,6 +221,7 @@ class Cell:
     rss_growth_mib: float = 0.0
     time_wait: int | None = None
     contended: list[dict[str, Any]] = field(default_factory=list)
+    together: bool = False  # run at the same moments as the others' (--together)
 
 
 # --- prerequisites -------------------------------------------------------------
@@ -715,12 +717,33 @@ class Options:
     baseline: str | None = None
 
 
-def measure(scenario: Scenario, transport: str, server: Server, opts: Options) -> Cell:
-    """Start the server (and nginx), warm up, run the load ``opts.runs`` times."""
-    cell = Cell(scenario.key, transport, server.key)
+@dataclass
+class Endpoint:
+    """A server under load, with its frontend: what a run needs to reach it."""
+
+    tool: str  # run_load's tool
+    target: str  # run_load's target
+    process: subprocess.Popen[bytes]
+    frontend: subprocess.Popen[bytes] | None
+
+
+def _skipped(scenario: Scenario, transport: str, server: Server) -> str:
+    """Say why this server cannot be measured this way ("" if it can)."""
     if server.load == "wrk" and not scenario.nginx and transport == "unix":
-        cell.skipped = "wrk cannot use unix sockets"
-        return cell
+        return "wrk cannot use unix sockets"
+    return ""
+
+
+@contextlib.contextmanager
+def serving(
+    cell: Cell, scenario: Scenario, server: Server, opts: Options
+) -> Iterator[Endpoint | None]:
+    """Run the server (and nginx) until the block ends; ``None`` if it failed.
+
+    Whatever went wrong is added to ``cell.problems``; the server's log tail is
+    printed at the end if there were problems.
+    """
+    transport = cell.transport
     tag = f"{scenario.key}-{transport}-{server.key}"
     if transport == "unix":
         sock = os.path.join(opts.workdir, f"{tag}.sock")
@@ -743,12 +766,15 @@ def measure(scenario: Scenario, transport: str, server: Server, opts: Options) -
     if server.key == "baseline":
         env = dict(os.environ, SCGI_TWISTED_TREE=opts.baseline or REPO)
     with contextlib.ExitStack() as stack:
+        stack.callback(
+            lambda: cell.problems and print(log_tail(log_path), file=sys.stderr)
+        )
         try:
             process = stack.enter_context(started(command, address, log_path, env=env))
         except RuntimeError as error:
             cell.problems.append(f"server did not start: {error}")
-            print(log_tail(log_path), file=sys.stderr)
-            return cell
+            yield None
+            return
         frontend: subprocess.Popen[bytes] | None = None
         if scenario.nginx:
             port = free_port()
@@ -776,43 +802,191 @@ def measure(scenario: Scenario, transport: str, server: Server, opts: Options) -
             except RuntimeError as error:
                 cell.problems.append(f"nginx did not start: {error}")
                 print(log_tail(error_log), file=sys.stderr)
-                return cell
+                yield None
+                return
             tool, target = "wrk", f"http://127.0.0.1:{port}"
         elif server.load == "wrk":
             tool, target = "wrk", f"http://{address[4:]}"
         else:
             tool, target = server.load, address
-        try:
-            _measure_runs(
-                cell,
-                scenario,
-                tool=tool,
-                target=target,
-                process=process,
-                frontend=frontend,
-                opts=opts,
-            )
-        except (RuntimeError, subprocess.TimeoutExpired) as error:
-            cell.problems.append(str(error))
+        yield Endpoint(tool, target, process, frontend)
         if process.poll() is not None:
             cell.problems.append(f"the server exited ({process.returncode})")
-    if cell.problems:
-        print(log_tail(log_path), file=sys.stderr)
+
+
+def measure(scenario: Scenario, transport: str, server: Server, opts: Options) -> Cell:
+    """Start the server (and nginx), warm up, run the load ``opts.runs`` times."""
+    cell = Cell(scenario.key, transport, server.key)
+    cell.skipped = _skipped(scenario, transport, server)
+    if cell.skipped:
+        return cell
+    with serving(cell, scenario, server, opts) as endpoint:
+        if endpoint is not None:
+            try:
+                _warm_up(cell, scenario, endpoint, opts)
+                _measure_runs(cell, scenario, endpoint, opts)
+            except (RuntimeError, subprocess.TimeoutExpired) as error:
+                cell.problems.append(str(error))
     return cell
 
 
-def _measure_runs(
+def measure_together(
+    scenario: Scenario, transport: str, servers: list[Server], opts: Options
+) -> list[Cell]:
+    """Measure several servers at the same moments, sharing the server's core.
+
+    Every server is started (on the same core) and warmed up; then each run loads
+    all of them at once, each through its own load generator with the scenario's
+    concurrency.  The kernel's scheduler shares the core between the busy servers,
+    so whatever the machine does during a run (other tenants, the clock, the
+    caches) touches each server alike, and the ratio of two servers' CPU per
+    request (or requests per second) in one run compares them under the same
+    conditions.  A run in which something else took the core is redone (up to
+    ``opts.retries`` times).  Every cell keeps its runs in order, which
+    :func:`paired` relies on; req/s are each server's share of the core.
+    """
+    cells = [Cell(scenario.key, transport, server.key) for server in servers]
+    for cell, server in zip(cells, servers, strict=True):
+        cell.together = True
+        cell.skipped = _skipped(scenario, transport, server)
+    if any(cell.skipped for cell in cells):
+        return cells
+    with contextlib.ExitStack() as stack:
+        endpoints = []
+        for cell, server in zip(cells, servers, strict=True):
+            endpoint = stack.enter_context(serving(cell, scenario, server, opts))
+            if endpoint is None:
+                return cells
+            endpoints.append(endpoint)
+        try:
+            for cell, endpoint in zip(cells, endpoints, strict=True):
+                _warm_up(cell, scenario, endpoint, opts)
+            redone = 0
+            while len(cells[0].runs) < opts.runs:
+                if cells[0].runs or redone:
+                    time.sleep(0.2)
+                runs = _run_together(cells, scenario, endpoints, opts)
+                if (
+                    runs[0]["server_core_other"] > opts.max_other
+                    and redone < opts.retries
+                ):
+                    redone += 1
+                    for cell, run in zip(cells, runs, strict=True):
+                        cell.contended.append(run)
+                    continue
+                for cell, run in zip(cells, runs, strict=True):
+                    cell.runs.append(run)
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            for cell in cells:
+                cell.problems.append(str(error))
+            return cells
+        for cell, endpoint in zip(cells, endpoints, strict=True):
+            _finish_cell(cell, endpoint)
+    return cells
+
+
+def _run_together(
+    cells: list[Cell], scenario: Scenario, endpoints: list[Endpoint], opts: Options
+) -> list[dict[str, Any]]:
+    """Load every endpoint at once, one load generator each; return their runs."""
+    before = [_usage(endpoint) for endpoint in endpoints]
+    core0, steal0 = cpu_busy_seconds(opts.server_cpu)
+    load0, _ = cpu_busy_seconds(opts.load_cpu)
+    runs: list[dict[str, Any] | BaseException | None] = [None] * len(endpoints)
+
+    def load(index: int) -> None:
+        endpoint = endpoints[index]
+        try:
+            runs[index] = run_load(
+                scenario,
+                endpoint.tool,
+                endpoint.target,
+                duration=opts.duration,
+                cpu=opts.load_cpu,
+                max_requests=scenario.max_requests,
+            )
+        except BaseException as error:  # reported from the main thread
+            runs[index] = error
+
+    threads = [
+        threading.Thread(target=load, args=(index,)) for index in range(len(runs))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = [_usage(endpoint) for endpoint in endpoints]
+    core1, steal1 = cpu_busy_seconds(opts.server_cpu)
+    load1, _ = cpu_busy_seconds(opts.load_cpu)
+    done: list[dict[str, Any]] = []
+    for run in runs:
+        if not isinstance(run, dict):
+            raise RuntimeError(f"a load generator failed: {run}")
+        done.append(run)
+    span = max([run["duration_s"] for run in done] + [1e-9])
+    servers = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+    for cell, endpoint, run, start, end in zip(
+        cells, endpoints, done, before, after, strict=True
+    ):
+        # The load generators run at once, so each one's CPU cannot be told
+        # apart from the others' (they are all children): the load core's
+        # busy share stands for them all.
+        run["client_cpu_s"] = load1 - load0
+        _account(
+            cell,
+            scenario,
+            endpoint,
+            run,
+            before=start,
+            after=end,
+            other=max(0.0, (core1 - core0) - servers) / span,
+            steal=(steal1 - steal0) / span,
+        )
+    return done
+
+
+def _usage(endpoint: Endpoint) -> tuple[float, float]:
+    """Return the CPU seconds used so far by the server and by its frontend."""
+    front = process_tree(endpoint.frontend.pid) if endpoint.frontend else []
+    return cpu_seconds(process_tree(endpoint.process.pid)), cpu_seconds(front)
+
+
+def _account(
     cell: Cell,
     scenario: Scenario,
+    endpoint: Endpoint,
+    run: dict[str, Any],
     *,
-    tool: str,
-    target: str,
-    process: subprocess.Popen[bytes],
-    frontend: subprocess.Popen[bytes] | None,
-    opts: Options,
+    before: tuple[float, float],
+    after: tuple[float, float],
+    other: float,
+    steal: float,
 ) -> None:
-    # Warm up with the same load; for the 64 MiB POST with small POSTs only, so
-    # that the baseline RSS is not inflated by memory a big request left behind.
+    """Add the server's CPU, its core's and the run's checks to a run."""
+    ok = max(run["ok"], 1)
+    span = max(run["duration_s"], 1e-9)
+    run["server_cpu_s"] = after[0] - before[0]
+    run["server_cpu_us_per_req"] = (after[0] - before[0]) / ok * 1e6
+    run["server_core_busy"] = (after[0] - before[0]) / span
+    run["client_core_busy"] = run["client_cpu_s"] / span
+    # What else ran on the server's core (other processes; also some of the
+    # kernel's loopback work), and what the hypervisor took from it.
+    run["server_core_other"] = other
+    run["server_core_steal"] = steal
+    if endpoint.frontend is not None:
+        run["nginx_cpu_us_per_req"] = (after[1] - before[1]) / ok * 1e6
+    run["peak_rss_mib"] = rss_mib(process_tree(endpoint.process.pid), "VmHWM")
+    run["problems"] = check_run(run, scenario)
+    for problem in run["problems"]:
+        if problem not in cell.problems:
+            cell.problems.append(problem)
+
+
+def _warm_up(cell: Cell, scenario: Scenario, endpoint: Endpoint, opts: Options) -> None:
+    """Warm the server up with the same load; note its RSS after."""
+    tool, target = endpoint.tool, endpoint.target
+    # For the 64 MiB POST with small POSTs only, so that the baseline RSS is not
+    # inflated by memory a big request left behind.
     if scenario.memory:
         seconds = opts.warmup if tool == "wrk" else 5
         warm = run_load(
@@ -830,10 +1004,45 @@ def _measure_runs(
     problems = check_run(warm, SCENARIOS["post1m-c8"] if scenario.memory else scenario)
     if problems:
         raise RuntimeError("warm-up failed: " + "; ".join(problems))
-    pids = process_tree(process.pid)
+    pids = process_tree(endpoint.process.pid)
     cell.rss_before_mib = rss_mib(pids, "VmRSS")
     if not reset_peak_rss(pids):
         cell.problems.append("could not reset VmHWM: peak RSS includes start-up")
+
+
+def _one_run(
+    cell: Cell, scenario: Scenario, endpoint: Endpoint, opts: Options
+) -> dict[str, Any]:
+    """Run the load once; return the run with the server's CPU and its core's."""
+    before = _usage(endpoint)
+    core0, steal0 = cpu_busy_seconds(opts.server_cpu)
+    run = run_load(
+        scenario,
+        endpoint.tool,
+        endpoint.target,
+        duration=opts.duration,
+        cpu=opts.load_cpu,
+        max_requests=scenario.max_requests,
+    )
+    after = _usage(endpoint)
+    core1, steal1 = cpu_busy_seconds(opts.server_cpu)
+    span = max(run["duration_s"], 1e-9)
+    _account(
+        cell,
+        scenario,
+        endpoint,
+        run,
+        before=before,
+        after=after,
+        other=max(0.0, (core1 - core0) - (after[0] - before[0])) / span,
+        steal=(steal1 - steal0) / span,
+    )
+    return run
+
+
+def _measure_runs(
+    cell: Cell, scenario: Scenario, endpoint: Endpoint, opts: Options
+) -> None:
     attempts: list[dict[str, Any]] = []
     while True:
         clean = [a for a in attempts if a["server_core_other"] <= opts.max_other]
@@ -843,44 +1052,18 @@ def _measure_runs(
             break
         if attempts:
             time.sleep(0.2)
-        pids = process_tree(process.pid)
-        front = process_tree(frontend.pid) if frontend else []
-        cpu0, fcpu0 = cpu_seconds(pids), cpu_seconds(front)
-        core0, steal0 = cpu_busy_seconds(opts.server_cpu)
-        run = run_load(
-            scenario,
-            tool,
-            target,
-            duration=opts.duration,
-            cpu=opts.load_cpu,
-            max_requests=scenario.max_requests,
-        )
-        cpu1, fcpu1 = cpu_seconds(process_tree(process.pid)), cpu_seconds(front)
-        core1, steal1 = cpu_busy_seconds(opts.server_cpu)
-        ok = max(run["ok"], 1)
-        run["server_cpu_s"] = cpu1 - cpu0
-        run["server_cpu_us_per_req"] = (cpu1 - cpu0) / ok * 1e6
-        run["server_core_busy"] = (cpu1 - cpu0) / max(run["duration_s"], 1e-9)
-        run["client_core_busy"] = run["client_cpu_s"] / max(run["duration_s"], 1e-9)
-        # What else ran on the server's core (other processes; also some of the
-        # kernel's loopback work), and what the hypervisor took from it.
-        span = max(run["duration_s"], 1e-9)
-        run["server_core_other"] = max(0.0, (core1 - core0) - (cpu1 - cpu0)) / span
-        run["server_core_steal"] = (steal1 - steal0) / span
-        if frontend is not None:
-            run["nginx_cpu_us_per_req"] = (fcpu1 - fcpu0) / ok * 1e6
-        run["peak_rss_mib"] = rss_mib(process_tree(process.pid), "VmHWM")
-        run["problems"] = check_run(run, scenario)
-        for problem in run["problems"]:
-            if problem not in cell.problems:
-                cell.problems.append(problem)
-        attempts.append(run)
+        attempts.append(_one_run(cell, scenario, endpoint, opts))
     # A run during which another process took the server's core measured the
     # machine, not the server: keep the least contended runs, set the others aside.
     attempts.sort(key=lambda r: r["server_core_other"])
     cell.runs = attempts[: opts.runs]
     cell.contended = attempts[opts.runs :]
-    pids = process_tree(process.pid)
+    _finish_cell(cell, endpoint)
+
+
+def _finish_cell(cell: Cell, endpoint: Endpoint) -> None:
+    """Note the server's peak RSS and take the medians of the cell's runs."""
+    pids = process_tree(endpoint.process.pid)
     cell.peak_rss_mib = rss_mib(pids, "VmHWM")
     cell.rss_growth_mib = cell.peak_rss_mib - cell.rss_before_mib
     _summarize(cell)
@@ -945,6 +1128,35 @@ def ratio(
     if cell.median["rps"] <= 0:
         return 0.0
     return subject.median["rps"] / cell.median["rps"]
+
+
+def paired(
+    cells: dict[tuple[str, str, str], Cell],
+    key: tuple[str, str, str],
+    against: str = SUBJECT,
+) -> tuple[float, float, int] | None:
+    """Return the medians of the ratios within each run of two cells measured together.
+
+    ``(req/s ratio, CPU ratio, cycles)``, oriented like :func:`ratio` and
+    :func:`cpu_ratio`; ``None`` unless both cells were measured together by
+    :func:`measure_together`, whose runs pair up by position.
+    """
+    cell = cells.get(key)
+    subject = cells.get((key[0], key[1], against))
+    if not cell or not subject or not (cell.together and subject.together):
+        return None
+    if not cell.runs or len(cell.runs) != len(subject.runs):
+        return None
+    pairs = list(zip(subject.runs, cell.runs, strict=True))
+    rps = [s["rps"] / c["rps"] for s, c in pairs if c["rps"] > 0]
+    cpu = [
+        c["server_cpu_us_per_req"] / s["server_cpu_us_per_req"]
+        for s, c in pairs
+        if s["server_cpu_us_per_req"] > 0
+    ]
+    if not rps or not cpu:
+        return None
+    return statistics.median(rps), statistics.median(cpu), len(pairs)
 
 
 def cpu_ratio(
@@ -1015,6 +1227,9 @@ def table(cells: dict[tuple[str, str, str], Cell], opts: Options) -> str:
         if cell.time_wait and cell.time_wait > TIME_WAIT_WARN:
             notes.append(f"{cell.time_wait} TIME_WAIT")
         r, c = ratio(cells, key), cpu_ratio(cells, key)
+        both = paired(cells, key)
+        if both is not None and server != SUBJECT:
+            r, c = both[0], both[1]
         lines.append(
             f"{title:<17} {via:<5} {label:<28} {m['rps']:>8.0f} "
             f"{(f'{r:.2f}' if r else '-'):>6} {(f'{c:.2f}' if c else '-'):>6} "
@@ -1046,9 +1261,20 @@ def evaluate_targets(
                     continue
                 key = (target.scenario, transport, target.reference)
                 value = ratio(cells, key, target.subject)
-                passed = value >= target.minimum
                 cpu = cpu_ratio(cells, key, target.subject)
                 shown = f"{value:.2f}x (CPU/request: {cpu:.2f}x)"
+                both = paired(cells, key, target.subject)
+                if both is not None:
+                    # Runs made at the same moments pair up: the median of the
+                    # pairs' ratios leaves out the machine's drift, which the
+                    # medians of each server's runs keep.
+                    shown = (
+                        f"{both[0]:.2f}x, the median of {both[2]} runs together "
+                        f"(CPU/request: {both[1]:.2f}x; ratio of the medians "
+                        f"{value:.2f}x)"
+                    )
+                    value = both[0]
+                passed = value >= target.minimum
             results.append(
                 {
                     "target": target.describe(),
@@ -1115,8 +1341,16 @@ def _measure_cell(
 ) -> None:
     """Measure one (scenario, transport, server), adding to an earlier round's."""
     print(f"  {scenario.key:<16} {transport:<5} {server.key:<16}", end=" ", flush=True)
-    cell = measure(scenario, transport, server, opts)
-    key = (scenario.key, transport, server.key)
+    _report_cell(cells, measure(scenario, transport, server, opts), indent=False)
+
+
+def _report_cell(
+    cells: dict[tuple[str, str, str], Cell], cell: Cell, indent: bool = True
+) -> None:
+    """Print a measured cell's figure; add its runs to an earlier round's."""
+    if indent:
+        print(f"    {cell.server:<24}", end=" ", flush=True)
+    key = (cell.scenario, cell.transport, cell.server)
     if cell.skipped:
         print("skipped:", cell.skipped, flush=True)
     elif cell.median:
@@ -1131,6 +1365,20 @@ def _measure_cell(
         merge_rounds(cells[key], cell)
     else:
         cells[key] = cell
+
+
+def _measure_group(
+    cells: dict[tuple[str, str, str], Cell],
+    scenario: Scenario,
+    transport: str,
+    servers: list[Server],
+    opts: Options,
+) -> None:
+    """Measure servers together (``--together``), adding to earlier rounds'."""
+    names = ",".join(server.key for server in servers)
+    print(f"  {scenario.key:<16} {transport:<5} {names} (together)", flush=True)
+    for cell in measure_together(scenario, transport, servers, opts):
+        _report_cell(cells, cell)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1148,6 +1396,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="measure every server this many times, one after the other, and keep "
         "the median of all their runs (1)",
+    )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="load the chosen servers of a scenario at the same moments, sharing "
+        "the server's core, one load generator each; ratios are then medians of "
+        "the ratios within each run",
     )
     parser.add_argument("--duration", type=float, help="seconds per run (3)")
     parser.add_argument("--warmup", type=float, help="warm-up seconds (1)")
@@ -1242,6 +1497,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {round_ + 1} of {args.rounds}", flush=True)
             for scenario in scenarios:
                 for transport in transports:
+                    if args.together and not scenario.memory:
+                        _measure_group(cells, scenario, transport, servers, opts)
+                        continue
                     for server in servers:
                         _measure_cell(cells, scenario, transport, server, opts)
     except KeyboardInterrupt:
@@ -1260,6 +1518,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "st/x = scgi_twisted req/s / this row's req/s; cpu/x = this row's CPU per "
         "request / scgi_twisted's (both > 1: scgi_twisted is better)"
+        + (
+            "; --together: every req/s is a server's share of the core, and both "
+            "ratios are medians of the ratios within each run"
+            if args.together
+            else ""
+        )
     )
     print()
     print(table(cells, opts))
@@ -1287,6 +1551,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_s": warmup,
             "server_cpu": opts.server_cpu,
             "load_cpu": opts.load_cpu,
+            "together": args.together,
         },
         "cells": [
             {
