@@ -404,8 +404,9 @@ class SCGIChannel(Connection):
         request.parseCookies()
         request.gotLength(event.content_length)
         self._request = request
-        if self.metrics is not None:
-            self._countStarted()
+        metrics = self.metrics
+        if metrics is not None:
+            self._started = metrics.requestStarted()
         if event.content_length > _LARGE_BODY and hasattr(self.transport, "bufferSize"):
             # Fewer, larger reads for a large body (the transport reads bufferSize
             # bytes at a time); still a small, fixed bound per connection.

@@ -329,11 +329,6 @@ class Connection(Protocol):
 
     # What the site counts and logs.
 
-    def _countStarted(self) -> None:
-        """A request's header block is in: count it in flight (with metrics only)."""
-        assert self.metrics is not None
-        self._started = self.metrics.requestStarted()
-
     def _countEnded(self, request: Any, gone: bool | None) -> None:
         """Count the end of a request counted in flight (``_started`` is set).
 
