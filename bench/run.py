@@ -595,8 +595,13 @@ def wrk_script(method: str, body_size: int) -> str:
 end
 """
     )
-    with open(path, "w") as out:
+    # Load generators started at once (--together) ask for the same script: each
+    # writes its own file and renames it into place, so that none reads a file
+    # another is still writing.
+    temporary = f"{path}.{os.getpid()}.{threading.get_ident()}"
+    with open(temporary, "w") as out:
         out.write(script)
+    os.replace(temporary, path)
     return path
 
 
