@@ -902,14 +902,7 @@ def _run_together(
     def load(index: int) -> None:
         endpoint = endpoints[index]
         try:
-            runs[index] = run_load(
-                scenario,
-                endpoint.tool,
-                endpoint.target,
-                duration=opts.duration,
-                cpu=opts.load_cpu,
-                max_requests=scenario.max_requests,
-            )
+            runs[index] = _load(scenario, endpoint, opts)
         except BaseException as error:  # reported from the main thread
             runs[index] = error
 
@@ -1015,13 +1008,9 @@ def _warm_up(cell: Cell, scenario: Scenario, endpoint: Endpoint, opts: Options) 
         cell.problems.append("could not reset VmHWM: peak RSS includes start-up")
 
 
-def _one_run(
-    cell: Cell, scenario: Scenario, endpoint: Endpoint, opts: Options
-) -> dict[str, Any]:
-    """Run the load once; return the run with the server's CPU and its core's."""
-    before = _usage(endpoint)
-    core0, steal0 = cpu_busy_seconds(opts.server_cpu)
-    run = run_load(
+def _load(scenario: Scenario, endpoint: Endpoint, opts: Options) -> dict[str, Any]:
+    """Load ``endpoint`` once with the scenario's request, as every run does."""
+    return run_load(
         scenario,
         endpoint.tool,
         endpoint.target,
@@ -1029,6 +1018,15 @@ def _one_run(
         cpu=opts.load_cpu,
         max_requests=scenario.max_requests,
     )
+
+
+def _one_run(
+    cell: Cell, scenario: Scenario, endpoint: Endpoint, opts: Options
+) -> dict[str, Any]:
+    """Run the load once; return the run with the server's CPU and its core's."""
+    before = _usage(endpoint)
+    core0, steal0 = cpu_busy_seconds(opts.server_cpu)
+    run = _load(scenario, endpoint, opts)
     after = _usage(endpoint)
     core1, steal1 = cpu_busy_seconds(opts.server_cpu)
     span = max(run["duration_s"], 1e-9)
