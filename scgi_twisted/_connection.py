@@ -11,7 +11,6 @@ adds the request: parsing, the ``twisted.web`` request, the upload, the answer.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Protocol as TypingProtocol
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IDelayedCall, ITCPTransport
+from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -141,9 +140,6 @@ class Connection(Protocol):
             self.config.write_timeout,
             self._writeTimedOut,
         )
-        if ITCPTransport.providedBy(self.transport):
-            with contextlib.suppress(OSError):
-                self.transport.setTcpNoDelay(True)
         if self.tracker is not None and not self.tracker.connectionOpened(self):
             # Over the connection limit: the site paused the transport and calls
             # admit() once a slot is free.

@@ -24,6 +24,7 @@ The writer knows the transport and that callback, never the channel.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -35,6 +36,7 @@ from twisted.internet.interfaces import (
     IProducer,
     IPullProducer,
     IPushProducer,
+    ITCPTransport,
 )
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
@@ -241,6 +243,10 @@ class ResponseWriter:
     _watch: _WriteWatch | None = None
     _timer: IDelayedCall | None = None
     _written: int = 0
+    _sent: bool = False
+    """Whether part of the response went to the transport already."""
+    _noDelay: bool = False
+    """Whether Nagle's algorithm was turned off for this connection."""
 
     def __init__(
         self,
@@ -279,6 +285,7 @@ class ResponseWriter:
         head = self._heldHead
         if head is not None:
             self._heldHead = None
+            self._sent = True
             self.transport.write(head)
 
     def writeHead(self, head: bytes) -> None:
@@ -288,6 +295,7 @@ class ResponseWriter:
             self._heldHead = head
         else:
             self._watchWrites(len(head))
+            self._sent = True
             self.transport.write(head)
 
     def writeAnswer(self, answer: bytes) -> None:
@@ -304,6 +312,7 @@ class ResponseWriter:
         head = self._heldHead
         if head is not None:
             self._heldHead = None
+            self._sent = True
             self.transport.write(head)
 
     # The body.
@@ -320,6 +329,10 @@ class ResponseWriter:
             self._written += len(data)
             if self._written >= _WATCH_AFTER:
                 self._startWatch()
+        if not self._sent:
+            self._sent = True
+        elif not self._noDelay:
+            self._sendEachWrite()
         transport = self.transport
         head = self._heldHead
         if head is not None:
@@ -341,8 +354,27 @@ class ResponseWriter:
             self._queue.pieces.extend(iovec)
             return
         self._watchWrites(sum(map(len, iovec)))
+        if not self._sent:
+            self._sent = True
+        elif not self._noDelay:
+            self._sendEachWrite()
         self.flushHead()
         self.transport.writeSequence(iovec)
+
+    def _sendEachWrite(self) -> None:
+        """Turn Nagle's algorithm off: the response is being written in pieces.
+
+        Nagle's algorithm holds a small segment back while an earlier one is
+        unacknowledged, and the frontend may delay its acknowledgement: each piece
+        of a stream of small writes (server-sent events, say) would wait for it.
+        A response written at once has no earlier segment in flight, so only
+        responses written in several pieces pay for the socket option.
+        """
+        self._noDelay = True
+        transport = self.transport
+        if ITCPTransport.providedBy(transport):
+            with contextlib.suppress(OSError):
+                transport.setTcpNoDelay(True)
 
     def _startQueue(self, pieces: list[bytes]) -> None:
         """Hand ``pieces`` to the transport one at a time, through a pull producer."""

@@ -1882,15 +1882,18 @@ class ProducerTests(ChannelTestCase):
         request.finish()
         self.assertEqual(parseResponse(transport.value()).body, b"first second")
 
-    def test_tcpNoDelay(self) -> None:
-        """On a TCP transport the channel turns Nagle off."""
+    def _tcpTransport(self) -> Any:
+        """Return a half-closeable transport that says it is TCP, noting Nagle."""
 
         @implementer(ITCPTransport)
         class TCPTransport(HalfCloseTransport):
             noDelay = False
+            # What was written when Nagle's algorithm was turned off.
+            writtenBefore: bytes | None = None
 
             def setTcpNoDelay(self, enabled: bool) -> None:
                 self.noDelay = enabled
+                self.writtenBefore = self.value()
 
             def getTcpNoDelay(self) -> bool:
                 return self.noDelay
@@ -1901,11 +1904,89 @@ class ProducerTests(ChannelTestCase):
             def getTcpKeepAlive(self) -> bool:
                 return False
 
+        return TCPTransport()
+
+    def test_tcpNoDelayNotForWholeResponses(self) -> None:
+        """A response written in one piece leaves Nagle's algorithm on.
+
+        The whole response leaves in one write, with no earlier segment in flight
+        for Nagle to wait on, so the socket option (a system call) is not set.
+        """
         channel = self.makeSite().buildProtocol(None)
         assert channel is not None
-        transport = TCPTransport()
+        transport = self._tcpTransport()
         channel.makeConnection(transport)
+        channel.dataReceived(buildRequest(nginxVariables()))
+        self.assertTrue(transport.value().startswith(b"Status: 200 OK\r\n"))
+        self.assertFalse(transport.noDelay)
+
+    def test_tcpNoDelayForStreams(self) -> None:
+        """A response written in pieces turns Nagle off before its second piece.
+
+        Server-sent events write the head, then small pieces over time: each would
+        otherwise wait for the frontend to acknowledge the previous one.
+        """
+        pending: list[WebRequest] = []
+
+        def render(request: WebRequest) -> int:
+            pending.append(request)
+            request.write(b"")  # the head goes out now
+            return NOT_DONE_YET
+
+        channel = self.makeSite(Rendering(render)).buildProtocol(None)
+        assert channel is not None
+        transport = self._tcpTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(buildRequest(nginxVariables()))
+        head = transport.value()
+        self.assertTrue(head.endswith(b"\r\n\r\n"))
+        self.assertFalse(transport.noDelay)
+        (request,) = pending
+        request.write(b"data: 1\n\n")
         self.assertTrue(transport.noDelay)
+        self.assertEqual(transport.writtenBefore, head)
+        request.write(b"data: 2\n\n")
+        request.finish()
+        self.assertEqual(transport.value(), head + b"data: 1\n\ndata: 2\n\n")
+
+    def test_tcpNoDelayForSequences(self) -> None:
+        """A ``writeSequence`` after the head went out turns Nagle off too."""
+        pending: list[WebRequest] = []
+
+        def render(request: WebRequest) -> int:
+            pending.append(request)
+            request.write(b"")
+            return NOT_DONE_YET
+
+        channel = self.makeSite(Rendering(render)).buildProtocol(None)
+        assert channel is not None
+        transport = self._tcpTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(buildRequest(nginxVariables()))
+        head = transport.value()
+        (request,) = pending
+        cast(Any, request).channel.writeSequence([b"a", b"b"])
+        self.assertTrue(transport.noDelay)
+        self.assertEqual(transport.writtenBefore, head)
+        request.finish()
+        self.assertEqual(transport.value(), head + b"ab")
+
+    def test_noDelayNotTCP(self) -> None:
+        """A transport that is not TCP (a unix socket) is written to as before."""
+        pending: list[WebRequest] = []
+
+        def render(request: WebRequest) -> int:
+            pending.append(request)
+            request.write(b"")
+            return NOT_DONE_YET
+
+        channel, transport = connect(self.makeSite(Rendering(render)))
+        channel.dataReceived(buildRequest(nginxVariables()))
+        (request,) = pending
+        cast(Any, request).channel.writeSequence([b"a", b"b"])
+        request.write(b"c")
+        request.finish()
+        self.assertTrue(transport.value().endswith(b"\r\n\r\nabc"))
 
 
 class RecordingChannel(SCGIChannel):
