@@ -329,10 +329,7 @@ class ResponseWriter:
             self._written += len(data)
             if self._written >= _WATCH_AFTER:
                 self._startWatch()
-        if not self._sent:
-            self._sent = True
-        elif not self._noDelay:
-            self._sendEachWrite()
+        self._pieceWritten()
         transport = self.transport
         head = self._heldHead
         if head is not None:
@@ -354,15 +351,12 @@ class ResponseWriter:
             self._queue.pieces.extend(iovec)
             return
         self._watchWrites(sum(map(len, iovec)))
-        if not self._sent:
-            self._sent = True
-        elif not self._noDelay:
-            self._sendEachWrite()
+        self._pieceWritten()
         self.flushHead()
         self.transport.writeSequence(iovec)
 
-    def _sendEachWrite(self) -> None:
-        """Turn Nagle's algorithm off: the response is being written in pieces.
+    def _pieceWritten(self) -> None:
+        """A piece of the body goes to the transport: Nagle off from the second on.
 
         Nagle's algorithm holds a small segment back while an earlier one is
         unacknowledged, and the frontend may delay its acknowledgement: each piece
@@ -370,6 +364,13 @@ class ResponseWriter:
         A response written at once has no earlier segment in flight, so only
         responses written in several pieces pay for the socket option.
         """
+        if not self._sent:
+            self._sent = True
+        elif not self._noDelay:
+            self._sendEachWrite()
+
+    def _sendEachWrite(self) -> None:
+        """Turn Nagle's algorithm off: the response is being written in pieces."""
         self._noDelay = True
         transport = self.transport
         if ITCPTransport.providedBy(transport):

@@ -1906,16 +1906,30 @@ class ProducerTests(ChannelTestCase):
 
         return TCPTransport()
 
+    def _streaming(self, transport: Any) -> tuple[WebRequest, bytes]:
+        """Connect ``transport`` to a resource that writes its head, then waits.
+
+        :returns: the request, to write more of its response, and its head.
+        """
+        pending: list[WebRequest] = []
+
+        def render(request: WebRequest) -> int:
+            pending.append(request)
+            request.write(b"")  # the head goes out now
+            return NOT_DONE_YET
+
+        channel, _ = connect(self.makeSite(Rendering(render)), transport=transport)
+        channel.dataReceived(buildRequest(nginxVariables()))
+        (request,) = pending
+        return request, transport.value()
+
     def test_tcpNoDelayNotForWholeResponses(self) -> None:
         """A response written in one piece leaves Nagle's algorithm on.
 
         The whole response leaves in one write, with no earlier segment in flight
         for Nagle to wait on, so the socket option (a system call) is not set.
         """
-        channel = self.makeSite().buildProtocol(None)
-        assert channel is not None
-        transport = self._tcpTransport()
-        channel.makeConnection(transport)
+        channel, transport = connect(self.makeSite(), transport=self._tcpTransport())
         channel.dataReceived(buildRequest(nginxVariables()))
         self.assertTrue(transport.value().startswith(b"Status: 200 OK\r\n"))
         self.assertFalse(transport.noDelay)
@@ -1926,22 +1940,10 @@ class ProducerTests(ChannelTestCase):
         Server-sent events write the head, then small pieces over time: each would
         otherwise wait for the frontend to acknowledge the previous one.
         """
-        pending: list[WebRequest] = []
-
-        def render(request: WebRequest) -> int:
-            pending.append(request)
-            request.write(b"")  # the head goes out now
-            return NOT_DONE_YET
-
-        channel = self.makeSite(Rendering(render)).buildProtocol(None)
-        assert channel is not None
         transport = self._tcpTransport()
-        channel.makeConnection(transport)
-        channel.dataReceived(buildRequest(nginxVariables()))
-        head = transport.value()
+        request, head = self._streaming(transport)
         self.assertTrue(head.endswith(b"\r\n\r\n"))
         self.assertFalse(transport.noDelay)
-        (request,) = pending
         request.write(b"data: 1\n\n")
         self.assertTrue(transport.noDelay)
         self.assertEqual(transport.writtenBefore, head)
@@ -1951,20 +1953,8 @@ class ProducerTests(ChannelTestCase):
 
     def test_tcpNoDelayForSequences(self) -> None:
         """A ``writeSequence`` after the head went out turns Nagle off too."""
-        pending: list[WebRequest] = []
-
-        def render(request: WebRequest) -> int:
-            pending.append(request)
-            request.write(b"")
-            return NOT_DONE_YET
-
-        channel = self.makeSite(Rendering(render)).buildProtocol(None)
-        assert channel is not None
         transport = self._tcpTransport()
-        channel.makeConnection(transport)
-        channel.dataReceived(buildRequest(nginxVariables()))
-        head = transport.value()
-        (request,) = pending
+        request, head = self._streaming(transport)
         cast(Any, request).channel.writeSequence([b"a", b"b"])
         self.assertTrue(transport.noDelay)
         self.assertEqual(transport.writtenBefore, head)
@@ -1973,16 +1963,8 @@ class ProducerTests(ChannelTestCase):
 
     def test_noDelayNotTCP(self) -> None:
         """A transport that is not TCP (a unix socket) is written to as before."""
-        pending: list[WebRequest] = []
-
-        def render(request: WebRequest) -> int:
-            pending.append(request)
-            request.write(b"")
-            return NOT_DONE_YET
-
-        channel, transport = connect(self.makeSite(Rendering(render)))
-        channel.dataReceived(buildRequest(nginxVariables()))
-        (request,) = pending
+        transport = HalfCloseTransport()
+        request, _ = self._streaming(transport)
         cast(Any, request).channel.writeSequence([b"a", b"b"])
         request.write(b"c")
         request.finish()
