@@ -18,7 +18,9 @@ prints the least CPU microseconds per request of each::
 counts ``twistd scgi --metrics`` serves; the exposition is not on the request path);
 ``--floor`` measures the least channel that feeds stock ``server.Request``s
 (``bench/servers/stock_request.py``: no checks, no limits, no timers) on the same
-tree, which no channel built on twisted.web's ``Request`` can go below;
+tree, which no channel feeding the stock ``Request`` can go below;
+``--scgi-floor`` the same least channel feeding :class:`scgi_twisted.SCGIRequest`
+(what scgi_twisted's request class costs without any of its channel's checks);
 ``--minimal`` the minimal protocol (``bench/servers/minimal_twisted.py``: no
 ``twisted.web`` at all).
 
@@ -66,10 +68,13 @@ root.putChild(b"hello", Hello())
 root.putChild(b"app", root)
 clock = Clock()
 mode = sys.argv[5]
-if mode == "floor":
+if mode in ("floor", "scgifloor"):
     sys.path.insert(0, sys.argv[2] + "/servers")
     from stock_request import StockRequestSite
     site = StockRequestSite(root, reactor=clock)
+    if mode == "scgifloor":
+        from scgi_twisted import SCGIRequest
+        site.requestFactory = SCGIRequest
 elif mode == "minimal":
     sys.path.insert(0, sys.argv[2] + "/servers")
     from minimal_twisted import MinimalSCGI
@@ -116,7 +121,8 @@ print(json.dumps(figures))
 def run(tree: str, number: int, blocks: str, mode: str) -> dict[str, float]:
     """Measure one tree in a new process; return CPU µs per request by block.
 
-    :param mode: ``plain``, ``metrics`` (counting on) or ``floor`` (the stock floor).
+    :param mode: ``plain``, ``metrics`` (counting on), ``floor`` (the stock floor) or
+        ``scgifloor`` (the floor's channel feeding ``SCGIRequest``).
     """
     result = subprocess.run(
         [sys.executable, "-c", CHILD, tree, HERE, str(number), blocks, mode, "time"],
@@ -176,6 +182,11 @@ def main() -> int:
         "--floor", action="store_true", help="also the stock-Request floor"
     )
     options.add_argument(
+        "--scgi-floor",
+        action="store_true",
+        help="also the floor's channel feeding SCGIRequest",
+    )
+    options.add_argument(
         "--minimal", action="store_true", help="also the minimal Twisted protocol"
     )
     options.add_argument(
@@ -198,6 +209,8 @@ def main() -> int:
             trees["metrics on"] = (REPO, "metrics")
         if args.floor:
             trees["stock floor"] = (REPO, "floor")
+        if args.scgi_floor:
+            trees["SCGIRequest floor"] = (REPO, "scgifloor")
         if args.minimal:
             trees["minimal"] = (REPO, "minimal")
         if args.baseline:

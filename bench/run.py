@@ -149,6 +149,13 @@ SERVERS: dict[str, Server] = {
         ),
         Server("minimal", "minimal Twisted", "minimal_twisted.py", "scgi"),
         Server("stock_request", "stock Request floor", "stock_request.py", "scgi"),
+        Server(
+            "scgi_request_floor",
+            "SCGIRequest floor",
+            "stock_request.py",
+            "scgi",
+            args=("--scgi-request",),
+        ),
         Server("twisted_http", "twisted.web close", "twisted_http.py", "http"),
         Server(
             "twisted_http_ka",

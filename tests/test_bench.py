@@ -107,3 +107,62 @@ class PairedTests(SynchronousTestCase):
         self.assertAlmostEqual(result["value"], 0.90)
         self.assertFalse(result["pass"])
         self.assertNotIn("together", result["shown"])
+
+
+def loadFloor() -> ModuleType:
+    """Import ``bench/servers/stock_request.py``, the floors' launcher."""
+    servers = str(ROOT / "bench" / "servers")
+    if servers not in sys.path:
+        sys.path.insert(0, servers)
+    return importlib.import_module("stock_request")
+
+
+class FloorTests(SynchronousTestCase):
+    """The floors answer the benchmark's requests as scgi_twisted does."""
+
+    def answer(self, requestFactory: Any) -> bytes:
+        """Serve ``GET /hello`` through the floor's channel; return the answer.
+
+        The ``Date`` line is dropped: ``SCGIRequest`` reads the site's clock.
+        """
+        floor = loadFloor()
+        twisted_tree = importlib.import_module("twisted_tree")
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+
+        site = floor.StockRequestSite(twisted_tree.root(), reactor=Clock())
+        if requestFactory is not None:
+            site.requestFactory = requestFactory
+        channel = site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        block = b"".join(
+            name + b"\0" + value + b"\0"
+            for name, value in (
+                (b"CONTENT_LENGTH", b"0"),
+                (b"SCGI", b"1"),
+                (b"REQUEST_METHOD", b"GET"),
+                (b"REQUEST_URI", b"/hello"),
+                (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+                (b"HTTP_HOST", b"localhost"),
+            )
+        )
+        channel.dataReceived(b"%d:%s," % (len(block), block))
+        self.assertTrue(transport.disconnecting)
+        return b"\r\n".join(
+            line
+            for line in transport.value().split(b"\r\n")
+            if not line.startswith(b"Date: ")
+        )
+
+    def test_scgiRequestFloorAnswersAsStockFloor(self) -> None:
+        """The SCGIRequest floor writes the very bytes of the stock floor.
+
+        ``bench/run.py`` compares their costs: they must do the same work.
+        """
+        from scgi_twisted import SCGIRequest
+
+        stock = self.answer(None)
+        self.assertTrue(stock.startswith(b"Status: 200 OK\r\n"), stock)
+        self.assertTrue(stock.endswith(b"\r\n\r\nHello, world!"), stock)
+        self.assertEqual(self.answer(SCGIRequest), stock)

@@ -11,6 +11,7 @@ protocol, which no channel that feeds stock requests can go below.  It is the
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from _common import arguments, use_working_tree
@@ -125,10 +126,22 @@ class StockRequestSite(Site):
 
 
 def main() -> None:
-    """Serve the tree through the least channel that feeds stock requests."""
+    """Serve the tree through the least channel that feeds stock requests.
+
+    ``--scgi-request`` feeds :class:`scgi_twisted.SCGIRequest` instead: the least
+    channel under scgi_twisted's own request class, without any of its checks.
+    """
+    scgiRequest = "--scgi-request" in sys.argv
+    if scgiRequest:
+        sys.argv.remove("--scgi-request")
     args = arguments(__doc__ or "", profile=True)
+    site = StockRequestSite(root())
+    if scgiRequest:
+        from scgi_twisted import SCGIRequest
+
+        site.requestFactory = SCGIRequest
     serve(
-        StockRequestSite(root()),
+        site,
         args.listen.twisted_endpoint(),
         args.profile,
         args.access_log,
