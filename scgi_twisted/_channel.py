@@ -188,30 +188,58 @@ def _addresses(environ: dict[str, bytes]) -> tuple[IAddress, IPv4Address, bool]:
 
     :param environ: the request's CGI environment.
     """
-    secure = is_secure(environ)
-    family, host, port = client_address(environ)
+    get = environ.get
+    host, secure = _addressed(
+        get("SERVER_NAME"),
+        get("HTTP_HOST", b""),
+        get("SERVER_PORT"),
+        get("HTTPS"),
+        get("REQUEST_SCHEME"),
+    )
+    family, address, port = client_address(environ)
     peer: IAddress
     if family == socket.AF_INET6:
-        peer = IPv6Address("TCP", host, port)
+        peer = IPv6Address("TCP", address, port)
     else:
-        peer = IPv4Address("TCP", host, port)
-    return peer, _serverAddress(*server_address(environ, secure)), secure
+        peer = IPv4Address("TCP", address, port)
+    return peer, host, secure
 
 
 SERVER_ADDRESSES_CACHED = 256
-"""How many server addresses :func:`_serverAddress` remembers (least recently used
+"""How many server addresses :func:`_addressed` remembers (least recently used
 first out): a site is addressed under a handful of names."""
 
 
 @lru_cache(maxsize=SERVER_ADDRESSES_CACHED)
-def _serverAddress(host: str, port: int) -> IPv4Address:
-    """Return the address a client addressed, shared by the requests that name it.
+def _addressed(
+    server_name: bytes | None,
+    host_header: bytes,
+    server_port: bytes | None,
+    https: bytes | None,
+    scheme: bytes | None,
+) -> tuple[IPv4Address, bool]:
+    """Return the address the client addressed and whether it used TLS.
 
+    The variables it depends on (``SERVER_NAME``, ``HTTP_HOST``, ``SERVER_PORT``,
+    ``HTTPS``, ``REQUEST_SCHEME``) repeat from request to request, so the answer is
+    remembered for them; the client's port, which does not, is not among them.
     ``IPv4Address`` is a value (compared and hashed by its fields) that twisted.web
-    never assigns to, so one instance can stand for every request with the same host
-    and port.
+    never assigns to, so one instance can stand for every request with the same
+    host and port.
     """
-    return IPv4Address("TCP", host, port)
+    variables = {
+        name: value
+        for name, value in (
+            ("SERVER_NAME", server_name),
+            ("HTTP_HOST", host_header),
+            ("SERVER_PORT", server_port),
+            ("HTTPS", https),
+            ("REQUEST_SCHEME", scheme),
+        )
+        if value is not None
+    }
+    secure = is_secure(variables)
+    return IPv4Address("TCP", *server_address(variables, secure)), secure
 
 
 def _renderStreaming(request: _Request, resource: Any) -> None:

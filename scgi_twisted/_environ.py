@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Literal, overload
@@ -60,13 +60,14 @@ class SCGIVariables(Mapping[str, bytes]):
     merged (``, ``, or ``; `` for ``HTTP_COOKIE``).  :attr:`raw` keeps every pair
     exactly as it arrived, in order, duplicates included.
 
-    :ivar raw: the ``(name, value)`` pairs, as bytes, in arrival order.
+    :ivar raw: the ``(name, value)`` pairs, as bytes, in arrival order: a read-only
+        sequence of tuples, equal to the tuple of them.
     """
 
     __slots__ = ("_environ", "raw")
 
     def __init__(
-        self, environ: dict[str, bytes], raw: tuple[tuple[bytes, bytes], ...]
+        self, environ: dict[str, bytes], raw: Sequence[tuple[bytes, bytes]]
     ) -> None:
         """Wrap a parsed environment.
 

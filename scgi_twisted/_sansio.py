@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from http import HTTPStatus
@@ -38,6 +38,7 @@ from ._errors import (
     PrematureEOFError,
     RemoteProtocolError,
 )
+from ._pairs import Pairs
 
 __all__ = [
     "DEFAULT_MAX_HEADER_SIZE",
@@ -110,12 +111,13 @@ class HeadersReceived:
         bytes as sent.  Repeated ``HTTP_*`` names are merged (``, ``, or ``; `` for
         ``HTTP_COOKIE``; the last ``HTTP_HOST`` replaces the others) unless the
         parser is strict.
-    :ivar raw: every name/value pair exactly as it arrived, in order, duplicates kept.
+    :ivar raw: every name/value pair exactly as it arrived, in order, duplicates kept:
+        a read-only sequence of ``(name, value)`` tuples, equal to the tuple of them.
     :ivar content_length: the declared body length.
     """
 
     environ: dict[str, bytes]
-    raw: tuple[tuple[bytes, bytes], ...]
+    raw: Sequence[tuple[bytes, bytes]]
     content_length: int
 
 
@@ -148,7 +150,7 @@ del _slots
 
 
 def _headers_received(
-    environ: dict[str, bytes], raw: tuple[tuple[bytes, bytes], ...], length: int
+    environ: dict[str, bytes], raw: Sequence[tuple[bytes, bytes]], length: int
 ) -> HeadersReceived:
     """Return ``HeadersReceived(environ, raw, length)``, built field by field."""
     event = _new_object(HeadersReceived)
@@ -453,9 +455,7 @@ class SCGIParser:
                 content_length = self._check_content_length(declared)  # raises
         else:
             content_length = self._check_content_length(declared)
-        return _headers_received(
-            environ, tuple(zip(names, values, strict=True)), content_length
-        )
+        return _headers_received(environ, Pairs(strings), content_length)
 
     def _check_content_length(self, declared: bytes) -> int:
         """Turn checked digits into a length, refusing any over a limit."""

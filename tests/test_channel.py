@@ -43,7 +43,13 @@ from twisted.web.server import NOT_DONE_YET, GzipEncoderFactory, Request
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from scgi_twisted import SCGIChannel, SCGISite, SCGIVariables, getSCGIVariables
+from scgi_twisted import (
+    SCGIChannel,
+    SCGISite,
+    SCGIVariables,
+    _channel,
+    getSCGIVariables,
+)
 from scgi_twisted._bodies import POOLED_BODY_MIN, BodyBuffer, PooledBody
 from scgi_twisted._internals import _cannotBeForm
 from scgi_twisted._internals import addRawHeaders as _addHeaders
@@ -699,6 +705,23 @@ class AddressTests(ChannelTestCase):
         """An empty SERVER_PORT falls back to 80, or 443 over TLS."""
         self.assertEqual(self.host(SERVER_PORT=b"").port, 80)
         self.assertEqual(self.host(SERVER_PORT=b"", HTTPS=b"on").port, 443)
+
+    def test_hostRemembered(self) -> None:
+        """Requests naming the same server share one address; new names are bounded.
+
+        The answer is remembered per value of the server variables, and at most
+        ``SERVER_ADDRESSES_CACHED`` are, whatever Host headers clients send.
+        """
+        self.assertIs(self.host(), self.host())
+        for index in range(_channel.SERVER_ADDRESSES_CACHED + 10):
+            self.assertEqual(
+                self.host(SERVER_NAME=None, HTTP_HOST=b"h%d.test" % (index,)).host,
+                f"h{index}.test",
+            )
+        self.assertLessEqual(
+            _channel._addressed.cache_info().currsize,
+            _channel.SERVER_ADDRESSES_CACHED,
+        )
 
     def secure(self, **overrides: bytes | None) -> bool:
         """Return isSecure() for nginx variables with some overrides."""

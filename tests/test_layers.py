@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     # 0: the protocol's errors.
     "_errors": 0,
     # 1: the sans-I/O parser and encoders, server side and client side.
+    "_pairs": 1,
     "_sansio": 1,
     "_clientsansio": 1,
     "_clientresponse": 1,
@@ -94,6 +95,7 @@ MAX_CLASS_LINES = 400
 
 NO_TWISTED = (
     "_errors",
+    "_pairs",
     "_sansio",
     "_clientsansio",
     "_clientresponse",
