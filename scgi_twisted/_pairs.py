@@ -58,7 +58,7 @@ class Pairs(Sequence[tuple[bytes, bytes]]):
     def __eq__(self, other: object) -> bool:
         """Equal to the same pairs, as a tuple or as another such sequence."""
         if isinstance(other, Pairs):
-            return self._tuple() == other._tuple()
+            other = tuple(other)
         if isinstance(other, tuple):
             return self._tuple() == other
         return NotImplemented
