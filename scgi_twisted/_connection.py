@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 
 from ._config import SCGIConfig
 from ._metrics import Metrics
-from ._response import ResponseWriter
+from ._response import ResponseWriter, cancelTimer
 
 __all__ = ["Connection", "ConnectionTracker", "Phase"]
 
@@ -207,7 +207,9 @@ class Connection(Protocol):
         Called by :meth:`connectionMade`, or by the tracker once a slot is free.
         """
         header_timeout = self.config.header_timeout
-        self._setTimeout(self.timeOut if header_timeout is None else header_timeout)
+        seconds = self.timeOut if header_timeout is None else header_timeout
+        if seconds is not None:
+            self._arm(seconds, self.timeoutConnection)
 
     def writeConnectionLost(self) -> None:
         """Our side was half-closed after an early answer; wait for the peer's EOF."""
@@ -244,8 +246,7 @@ class Connection(Protocol):
         timer = self._timer
         if timer is not None:
             self._timer = None
-            if timer.active():
-                timer.cancel()
+            cancelTimer(timer)
 
     def _deadline(self) -> None:
         """The deadline of the phase has come: act."""
