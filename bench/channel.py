@@ -24,6 +24,15 @@ tree, which no channel feeding the stock ``Request`` can go below;
 ``--minimal`` the minimal protocol (``bench/servers/minimal_twisted.py``: no
 ``twisted.web`` at all).
 
+``--cold`` empties the CPU's caches (by writing to 32 MiB) before each request
+and times the request alone.  Over a socket a server never meets its code and data
+in the caches as a loop of requests in memory does: between two requests the
+kernel, the reactor and 31 other connections run.  Cold, each tree pays for all it
+touches, not only for what it executes, which is closer to what a request costs
+a real server::
+
+    python bench/channel.py --cold --scgi-floor --blocks loadgen --number 3000
+
 ``--instructions`` counts instead the instructions executed per request, under
 valgrind's callgrind (it needs ``valgrind``): the difference between a run of
 ``--number`` requests and one of a tenth as many, divided by the difference in
@@ -35,6 +44,7 @@ or noisy machine.  It takes about a minute per tree and block.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -89,6 +99,12 @@ if mode == "metrics":
     site.metrics = Metrics(clock.seconds)
 done = Failure(ConnectionDone())
 number = int(sys.argv[3])
+junk = bytearray(32 * 1024 * 1024)
+line = b"\1" * (len(junk) // 64)
+def evict():
+    # One byte in every 64-byte line of 32 MiB: what the request touched is no
+    # longer in the CPU's caches, as after the kernel's and other servers' work.
+    junk[::64] = line
 figures = {}
 for name in sys.argv[4].split(","):
     data = encode(BLOCKS[name])
@@ -109,23 +125,37 @@ for name in sys.argv[4].split(","):
         one()
     best = float("inf")
     for _ in range(5):
-        start = time.process_time()
-        for _ in range(number):
-            one()
-        best = min(best, (time.process_time() - start) / number * 1e6)
+        if sys.argv[6] == "cold":
+            spent = 0.0
+            for _ in range(number):
+                evict()
+                start = time.process_time()
+                one()
+                spent += time.process_time() - start
+        else:
+            start = time.process_time()
+            for _ in range(number):
+                one()
+            spent = time.process_time() - start
+        best = min(best, spent / number * 1e6)
     figures[name] = best
 print(json.dumps(figures))
 """
 
 
-def run(tree: str, number: int, blocks: str, mode: str) -> dict[str, float]:
+def run(
+    tree: str, number: int, blocks: str, mode: str, cold: bool = False
+) -> dict[str, float]:
     """Measure one tree in a new process; return CPU µs per request by block.
 
     :param mode: ``plain``, ``metrics`` (counting on), ``floor`` (the stock floor) or
         ``scgifloor`` (the floor's channel feeding ``SCGIRequest``).
+    :param cold: whether the CPU's caches are emptied before each request (and the
+        emptying left out of the time).
     """
+    how = "cold" if cold else "time"
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, tree, HERE, str(number), blocks, mode, "time"],
+        [sys.executable, "-c", CHILD, tree, HERE, str(number), blocks, mode, how],
         check=True,
         capture_output=True,
         text=True,
@@ -190,12 +220,19 @@ def main() -> int:
         "--minimal", action="store_true", help="also the minimal Twisted protocol"
     )
     options.add_argument(
+        "--cold",
+        action="store_true",
+        help="empty the CPU caches before each request (CPU time only)",
+    )
+    options.add_argument(
         "--instructions",
         action="store_true",
         help="count instructions per request (callgrind) instead of CPU time",
     )
     args = options.parse_args()
     measure = run
+    if args.cold:
+        measure = functools.partial(run, cold=True)
     if args.instructions:
         if shutil.which("valgrind") is None:
             print("--instructions needs valgrind (apt-get install valgrind)")
@@ -230,6 +267,8 @@ def main() -> int:
                     previous = best[label].get(block, float("inf"))
                     best[label][block] = min(previous, figure)
         unit = "k instructions" if args.instructions else "CPU µs"
+        if args.cold and not args.instructions:
+            unit += " (caches emptied before each request)"
         print(f"{unit} per request through the channel (best of {args.rounds} rounds)")
         print(
             f"{'block':10} "
