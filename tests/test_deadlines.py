@@ -18,6 +18,7 @@ from zope.interface.verify import verifyObject
 
 from scgi_twisted import SCGISite
 from scgi_twisted._deadlines import Deadlines
+from scgi_twisted._response import cancelTimer
 
 from .support.memory import connect
 from .support.scgi import buildRequest, nginxVariables
@@ -164,6 +165,36 @@ class DeadlineTests(SynchronousTestCase):
         call = self.deadlines.call(1.0, self.record, "a")
         self.clock.advance(1)
         self.assertNotIn(self, [getattr(call._action, "__self__", None)])
+
+
+class CancelTimerTests(SynchronousTestCase):
+    """``cancelTimer`` stops a pending timer and lets a spent one be."""
+
+    def test_cancelTimer(self) -> None:
+        """A pending timer is cancelled; a spent one is left alone.
+
+        Both a reactor's timer and a deadline: one that ran or was cancelled
+        already raises nothing, where its ``cancel`` would.
+        """
+        clock = Clock()
+        deadlines = Deadlines(clock)
+        ran: list[str] = []
+        for timer in (
+            clock.callLater(1.0, ran.append, "reactor"),
+            deadlines.call(1.0, ran.append, "deadline"),
+        ):
+            cancelTimer(timer)
+            self.assertFalse(timer.active())
+            cancelTimer(timer)  # cancelled already
+        clock.advance(2)
+        self.assertEqual(ran, [])
+        for timer in (
+            clock.callLater(1.0, ran.append, "reactor"),
+            deadlines.call(1.0, ran.append, "deadline"),
+        ):
+            clock.advance(1)
+            cancelTimer(timer)  # called already
+        self.assertEqual(ran, ["reactor", "deadline"])
 
 
 class LazyTests(SynchronousTestCase):
