@@ -99,6 +99,17 @@ def openDescriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def descriptorTargets(pid: int) -> dict[str, str]:
+    """Return what each open descriptor of ``pid`` refers to, by number."""
+    targets = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            targets[fd] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+    return targets
+
+
 async def one(target: Any, payload: bytes, timeout: float) -> str:
     """Send one request; return how it ended."""
     try:
@@ -195,7 +206,14 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             resource.setrlimit(
                 resource.RLIMIT_NOFILE, (min(hard, options.connections + 256), hard)
             )
+        # "starting on" is logged before the listening socket exists: one answered
+        # request shows the server fully up before its descriptors are counted.
+        while asyncio.run(burst(target, 1, 10)) != {"answered": 1}:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the server does not answer:\n{log.read_text()}")
+            time.sleep(0.05)
         fdsBefore = openDescriptors(server.pid)
+        targetsBefore = descriptorTargets(server.pid)
         linesBefore = len(log.read_text(errors="replace").splitlines())
         cpuBefore = cpuSeconds(server.pid)
         started = time.monotonic()
@@ -211,6 +229,13 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         while fdsAfter > fdsBefore and time.monotonic() < settle:
             time.sleep(0.1)
             fdsAfter = openDescriptors(server.pid)
+        # What is left open beyond the level before, to tell a leak from a slow
+        # close when the level does not return.
+        left = sorted(
+            f"{fd} -> {target}"
+            for fd, target in descriptorTargets(server.pid).items()
+            if targetsBefore.get(fd) != target
+        )
         lines = log.read_text(errors="replace").splitlines()[linesBefore:]
     finally:
         server.send_signal(signal.SIGTERM)
@@ -237,6 +262,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         "after_burst": after,
         "fds_before": fdsBefore,
         "fds_after": fdsAfter,
+        "fds_left": left,
         "tracebacks": sum("Traceback" in line for line in lines),
     }
     result["passed"] = (
