@@ -207,9 +207,7 @@ class Connection(Protocol):
         Called by :meth:`connectionMade`, or by the tracker once a slot is free.
         """
         header_timeout = self.config.header_timeout
-        seconds = self.timeOut if header_timeout is None else header_timeout
-        if seconds is not None:
-            self._arm(seconds, self.timeoutConnection)
+        self._setTimeout(self.timeOut if header_timeout is None else header_timeout)
 
     def writeConnectionLost(self) -> None:
         """Our side was half-closed after an early answer; wait for the peer's EOF."""

@@ -68,11 +68,7 @@ class Deadline:
             self._raiseInactive()
         self._queue = None
         self._state = "cancelled"
-        # _Queue.remove, in line: every connection cancels its deadlines.
-        entries = queue.entries
-        del entries[self]
-        if not entries and not queue.owner.lazy:
-            queue.stopTimer()
+        queue.remove(self)
 
     def reset(self, secondsFromNow: float) -> None:
         """Move it to ``secondsFromNow`` from now."""
@@ -114,30 +110,26 @@ def _nothing(*args: object) -> None:
 
 
 class _Queue:
-    """The deadlines of one length, earliest first, on one reactor timer.
-
-    :ivar entries: the deadlines, earliest first (a dict used as an ordered set).
-    :ivar timer: the reactor timer for the earliest, or ``None``.
-    """
+    """The deadlines of one length, earliest first, on one reactor timer."""
 
     def __init__(self, owner: Deadlines, length: float) -> None:
         """Hold the deadlines ``length`` seconds after they are set."""
         self.owner = owner
         self.length = length
         # A dict keeps insertion order and removes any entry at once: an ordered set.
-        self.entries: dict[Deadline, None] = {}
-        self.timer: IDelayedCall | None = None
+        self._entries: dict[Deadline, None] = {}
+        self._timer: IDelayedCall | None = None
 
     def append(self, deadline: Deadline, length: float) -> None:
         """Add ``deadline``, ``length`` (this queue's) seconds from now: the latest."""
         deadline.time = self.owner.seconds() + length
-        self.entries[deadline] = None
-        if self.timer is None:
-            self.timer = self.owner.callLater(length, self.due)
+        self._entries[deadline] = None
+        if self._timer is None:
+            self._timer = self.owner.callLater(length, self._due)
 
     def pending(self) -> int:
         """Return how many deadlines wait in this queue."""
-        return len(self.entries)
+        return len(self._entries)
 
     def moveToEnd(self, deadline: Deadline) -> None:
         """Set ``deadline`` again, from now: it becomes the latest.
@@ -145,9 +137,9 @@ class _Queue:
         The timer stays where it is: if it comes before the next deadline, it waits
         again then.
         """
-        del self.entries[deadline]
+        del self._entries[deadline]
         deadline.time = self.owner.seconds() + self.length
-        self.entries[deadline] = None
+        self._entries[deadline] = None
 
     def remove(self, deadline: Deadline) -> None:
         """Take ``deadline`` out; stop the timer once nothing is left (unless lazy).
@@ -155,27 +147,27 @@ class _Queue:
         A timer for a deadline that was taken out is left to come: it finds the
         next one, if any, and waits again (one reactor call instead of two).
         """
-        del self.entries[deadline]
-        if not self.entries and not self.owner.lazy:
+        del self._entries[deadline]
+        if not self._entries and not self.owner.lazy:
             self.stopTimer()
 
     def stopTimer(self) -> None:
         """Stop the timer, if it runs."""
-        timer, self.timer = self.timer, None
+        timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
 
-    def due(self) -> None:
+    def _due(self) -> None:
         """The earliest deadline may have come: run every one that has."""
-        self.timer = None
-        entries = self.entries
+        self._timer = None
+        entries = self._entries
         seconds = self.owner.seconds
         while entries:
             deadline = next(iter(entries))
             now = seconds()
             if deadline.time > now:
-                if self.timer is None:
-                    self.timer = self.owner.callLater(deadline.time - now, self.due)
+                if self._timer is None:
+                    self._timer = self.owner.callLater(deadline.time - now, self._due)
                 return
             del entries[deadline]
             deadline.fall()
@@ -220,12 +212,7 @@ class Deadlines:
 
         :returns: the deadline, an ``IDelayedCall``.
         """
-        # queue() and _Queue.append, in line: a connection sets two deadlines.
-        queue = self._queues.get(delay)
-        if queue is None:
-            queue = self.queue(delay)
-        deadline = Deadline(queue, self.seconds() + delay, action, args)
-        queue.entries[deadline] = None
-        if queue.timer is None:
-            queue.timer = self.callLater(delay, queue.due)
+        queue = self.queue(delay)
+        deadline = Deadline(queue, 0.0, action, args)
+        queue.append(deadline, delay)
         return deadline
