@@ -16,6 +16,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from .support.scgi import rawRequest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -136,18 +138,18 @@ class FloorTests(SynchronousTestCase):
         channel = site.buildProtocol(None)
         transport = StringTransport()
         channel.makeConnection(transport)
-        block = b"".join(
-            name + b"\0" + value + b"\0"
-            for name, value in (
-                (b"CONTENT_LENGTH", b"0"),
-                (b"SCGI", b"1"),
-                (b"REQUEST_METHOD", b"GET"),
-                (b"REQUEST_URI", b"/hello"),
-                (b"SERVER_PROTOCOL", b"HTTP/1.1"),
-                (b"HTTP_HOST", b"localhost"),
+        channel.dataReceived(
+            rawRequest(
+                [
+                    (b"CONTENT_LENGTH", b"0"),
+                    (b"SCGI", b"1"),
+                    (b"REQUEST_METHOD", b"GET"),
+                    (b"REQUEST_URI", b"/hello"),
+                    (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+                    (b"HTTP_HOST", b"localhost"),
+                ]
             )
         )
-        channel.dataReceived(b"%d:%s," % (len(block), block))
         self.assertTrue(transport.disconnecting)
         return b"\r\n".join(
             line

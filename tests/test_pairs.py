@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from scgi_twisted._pairs import Pairs
 from scgi_twisted._sansio import HeadersReceived, SCGIParser
 
-from .support.scgi import netstring
+from .support.scgi import rawRequest
 
 STRINGS = [b"CONTENT_LENGTH", b"0", b"SCGI", b"1", b"HTTP_X", b"a", b"HTTP_X", b"b"]
 TUPLE = (
@@ -77,9 +77,8 @@ class PairsTests(SynchronousTestCase):
             *extra,
             (b"HTTP_X", b"b"),
         ]
-        block = b"".join(name + b"\0" + value + b"\0" for name, value in pairs)
         parser = SCGIParser(merge_duplicates=True)
-        parser.receive_data(netstring(block))
+        parser.receive_data(rawRequest(pairs))
         event = parser.next_event()
         assert isinstance(event, HeadersReceived)
         self.assertEqual(event.environ["HTTP_X"], b"a, b")
